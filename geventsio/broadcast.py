@@ -1,0 +1,127 @@
+"""The fluent broadcast: ``sio.to(room).except_(sid).timeout(5).emit(...)``, as Node's server has it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+from gevent.event import Event
+
+from .exceptions import DisconnectedError, TimeoutError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .server import Server
+
+
+def as_rooms(value: Any) -> frozenset[str]:
+    """One room name, or a list/tuple/set of them, as a frozenset (empty for None)."""
+    if value is None:
+        return frozenset()
+    if isinstance(value, str):
+        return frozenset((value,))
+    return frozenset(value)
+
+
+def ack_value(args: tuple | list) -> Any:
+    """What ``call`` returns for an acknowledgement: None, its one argument, or a tuple."""
+    if not args:
+        return None
+    if len(args) == 1:
+        return args[0]
+    return tuple(args)
+
+
+class BroadcastOperator:
+    """An immutable description of a broadcast's targets; every modifier returns a new one."""
+
+    __slots__ = ("_server", "_namespace", "_rooms", "_except", "_timeout")
+
+    def __init__(self, server: "Server", namespace: str = "/", rooms: frozenset[str] = frozenset(),
+                 except_rooms: frozenset[str] = frozenset(), timeout: float | None = None):
+        self._server = server
+        self._namespace = namespace
+        self._rooms = rooms
+        self._except = except_rooms
+        self._timeout = timeout
+
+    def _with(self, **changes: Any) -> "BroadcastOperator":
+        fields = {"namespace": self._namespace, "rooms": self._rooms,
+                  "except_rooms": self._except, "timeout": self._timeout}
+        fields.update(changes)
+        return BroadcastOperator(self._server, **fields)
+
+    def to(self, room: Any) -> "BroadcastOperator":
+        """Add target rooms (a name or a list); targets are the union of all rooms named."""
+        return self._with(rooms=self._rooms | as_rooms(room))
+
+    in_ = to
+
+    def except_(self, room: Any) -> "BroadcastOperator":
+        """Exclude every client in these rooms (a sid is a room too)."""
+        return self._with(except_rooms=self._except | as_rooms(room))
+
+    def timeout(self, seconds: float) -> "BroadcastOperator":
+        """Time limit for acknowledgements of the next ``emit`` (with callback) or ``call``."""
+        return self._with(timeout=seconds)
+
+    def emit(self, event: str, *args: Any, callback: Callable[..., Any] | None = None) -> int:
+        """Send ``event`` with ``args`` to the targets; returns how many clients it was queued to.
+
+        With ``callback``, each client's acknowledgement arguments are passed
+        to it, or a single ``TimeoutError`` once the operator's timeout passes.
+        """
+        return self._server._emit(self._namespace, self._rooms, self._except, [event, *args],
+                                  callback, self._timeout)
+
+    def send(self, data: Any, callback: Callable[..., Any] | None = None) -> int:
+        return self.emit("message", data, callback=callback)
+
+    def call(self, event: str, *args: Any) -> list:
+        """Emit and collect every target's acknowledgement until all answered or the timeout.
+
+        Returns the answers (each as ``Server.call`` returns one). Raises
+        ``TimeoutError`` (with ``.responses``, the answers that did arrive) if
+        some client did not answer in time.
+        """
+        if self._timeout is None:
+            raise ValueError("a broadcast with acknowledgements needs .timeout(seconds) first")
+        responses: list = []
+        missing: list = []
+        done = Event()
+        expected = 0
+
+        def on_ack(*ack: Any) -> None:
+            if len(ack) == 1 and isinstance(ack[0], (TimeoutError, DisconnectedError)):
+                missing.append(ack[0])
+            else:
+                responses.append(ack_value(ack))
+            if len(responses) + len(missing) >= expected:
+                done.set()
+
+        expected = self._server._emit(self._namespace, self._rooms, self._except, [event, *args],
+                                      on_ack, self._timeout, direct=True)
+        if expected and not done.wait(self._timeout + 1):
+            missing.append(TimeoutError("no acknowledgement within the time limit"))
+        if missing:
+            error = TimeoutError(f"{len(missing)} of {expected} clients did not acknowledge in time")
+            error.responses = responses  # type: ignore[attr-defined]
+            raise error
+        return responses
+
+    def sockets(self) -> list[str]:
+        """The sids of the local clients this operator targets."""
+        adapter = self._server.adapters.get(self._namespace)
+        return sorted(adapter.sids_in(self._rooms, self._except)) if adapter is not None else []
+
+    def disconnect_sockets(self) -> None:
+        for sid in self.sockets():
+            self._server.disconnect(sid, self._namespace)
+
+    def sockets_join(self, room: Any) -> None:
+        for sid in self.sockets():
+            for r in as_rooms(room):
+                self._server.enter_room(sid, r, self._namespace)
+
+    def sockets_leave(self, room: Any) -> None:
+        for sid in self.sockets():
+            for r in as_rooms(room):
+                self._server.leave_room(sid, r, self._namespace)

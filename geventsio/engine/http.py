@@ -1,0 +1,192 @@
+"""HTTP details of the Engine.IO endpoint: error bodies, CORS, keep-alive, request bodies."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Callable, Iterable
+from urllib.parse import parse_qsl
+
+logger = logging.getLogger("geventsio.engine")
+
+Headers = list[tuple[str, str]]
+StartResponse = Callable[..., Any]
+
+# The reference server's error codes, with its messages.
+UNKNOWN_TRANSPORT = 0
+UNKNOWN_SID = 1
+BAD_HANDSHAKE_METHOD = 2
+BAD_REQUEST = 3
+FORBIDDEN = 4
+UNSUPPORTED_PROTOCOL_VERSION = 5
+
+ERROR_MESSAGES = {
+    UNKNOWN_TRANSPORT: "Transport unknown",
+    UNKNOWN_SID: "Session ID unknown",
+    BAD_HANDSHAKE_METHOD: "Bad handshake method",
+    BAD_REQUEST: "Bad request",
+    FORBIDDEN: "Forbidden",
+    UNSUPPORTED_PROTOCOL_VERSION: "Unsupported protocol version",
+}
+
+_STATUS_TEXT = {
+    200: "200 OK",
+    204: "204 No Content",
+    400: "400 Bad Request",
+    403: "403 Forbidden",
+    404: "404 Not Found",
+    413: "413 Payload Too Large",
+}
+
+
+class Request:
+    """The parts of a WSGI environ the Engine.IO endpoint looks at."""
+
+    __slots__ = ("environ", "method", "query", "origin")
+
+    def __init__(self, environ: dict):
+        self.environ = environ
+        self.method = environ.get("REQUEST_METHOD", "GET")
+        self.query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
+        self.origin = environ.get("HTTP_ORIGIN")
+
+    @property
+    def is_websocket(self) -> bool:
+        return self.environ.get("HTTP_UPGRADE", "").lower() == "websocket"
+
+    @property
+    def client_wants_close(self) -> bool:
+        return "close" in self.environ.get("HTTP_CONNECTION", "").lower()
+
+
+class Cors:
+    """Which origins may talk to the server, and the headers that tell browsers so.
+
+    ``allowed`` is None (same origin only), ``"*"`` (any), or a list of origins.
+    """
+
+    def __init__(self, allowed: str | Iterable[str] | None, credentials: bool):
+        if allowed is None or allowed == "*":
+            self.allowed: frozenset[str] | str | None = allowed
+        elif isinstance(allowed, str):
+            self.allowed = frozenset([allowed])
+        else:
+            self.allowed = frozenset(allowed)
+        self.credentials = credentials
+
+    def _describe(self) -> str:
+        if self.allowed is None:
+            return "same origin only"
+        return ", ".join(sorted(self.allowed)) if self.allowed != "*" else "*"
+
+    def check(self, request: Request) -> bool:
+        """True if the request's origin is allowed; logs the refusal otherwise."""
+        origin = request.origin
+        if origin is None or self.allowed == "*":
+            return True
+        if self.allowed is None:
+            env = request.environ
+            scheme = env.get("HTTP_X_FORWARDED_PROTO") or env.get("wsgi.url_scheme", "http")
+            ok = origin == f"{scheme}://{env.get('HTTP_HOST', '')}"
+        else:
+            ok = origin in self.allowed
+        if not ok:
+            logger.warning(
+                "refused a request from origin %r: it is not in cors_allowed_origins "
+                "(now: %s); pass cors_allowed_origins=[%r] (or '*') to allow it",
+                origin, self._describe(), origin)
+        return ok
+
+    def headers(self, request: Request) -> Headers:
+        if request.origin is None:
+            return []
+        h = [("Access-Control-Allow-Origin", request.origin), ("Vary", "Origin")]
+        if self.credentials:
+            h.append(("Access-Control-Allow-Credentials", "true"))
+        return h
+
+    def preflight_headers(self, request: Request) -> Headers:
+        h = self.headers(request) + [
+            ("Access-Control-Allow-Methods", "OPTIONS, GET, POST"),
+            ("Access-Control-Max-Age", "86400"),
+        ]
+        asked = request.environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS")
+        if asked:
+            h.append(("Access-Control-Allow-Headers", asked))
+        return h
+
+
+def respond(
+    start_response: StartResponse,
+    request: Request,
+    status: int,
+    body: bytes,
+    headers: Headers,
+    content_type: str = "text/plain; charset=UTF-8",
+) -> list[bytes]:
+    """Send a complete response with an exact Content-Length.
+
+    When the connection will not be reused (the client asked, or ``headers``
+    already say so) the response says ``Connection: close``: gevent.pywsgi closes
+    such connections without telling the client, and a client that reuses the
+    dead socket then fails its next request.
+    """
+    out = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+    out += headers
+    if request.client_wants_close and not any(k == "Connection" for k, _ in headers):
+        out.append(("Connection", "close"))
+    start_response(_STATUS_TEXT.get(status, f"{status} Error"), out)
+    return [body]
+
+
+def error(
+    start_response: StartResponse,
+    request: Request,
+    code: int,
+    headers: Headers,
+    status: int = 400,
+) -> list[bytes]:
+    """The reference server's JSON error: ``{"code": N, "message": "..."}``."""
+    body = json.dumps({"code": code, "message": ERROR_MESSAGES[code]}).encode()
+    if request.method == "POST":
+        headers = headers + skip_request_body(request.environ)
+    return respond(start_response, request, status, body, headers, "application/json")
+
+
+def skip_request_body(environ: dict) -> Headers:
+    """Leave an unread request body unread, and close the connection after the response.
+
+    gevent.pywsgi would otherwise read and discard the whole body (of any size,
+    or without end if chunked) before answering the next request.
+    """
+    stream = environ.get("wsgi.input")
+    if stream is not None and hasattr(stream, "chunked_input") and hasattr(stream, "content_length"):
+        try:
+            stream.chunked_input = False
+            stream.content_length = 0
+        except AttributeError:  # pragma: no cover - another server's input object
+            pass
+    return [("Connection", "close")]
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def read_body(environ: dict, limit: int) -> bytes:
+    """Read a request body of at most ``limit`` bytes, or raise ``BodyTooLarge`` unread."""
+    length = environ.get("CONTENT_LENGTH")
+    stream = environ["wsgi.input"]
+    if length:
+        try:
+            n = int(length)
+        except ValueError:
+            raise BodyTooLarge from None
+        if n > limit or n < 0:
+            raise BodyTooLarge
+        return stream.read(n)
+    # Chunked or unknown length: read one byte past the limit to know.
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise BodyTooLarge
+    return data

@@ -1,0 +1,271 @@
+"""The Engine.IO v4 server: validates requests, opens sessions, routes to transports."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from typing import Any, Callable, Iterable, Protocol
+
+from . import http, transports
+from .packet import Frame, message_frame
+from .session import REASON_SERVER_CLOSE, Session, State
+from .websocket import CLOSE_POLICY_VIOLATION, WebSocket
+
+logger = logging.getLogger("geventsio.engine")
+
+TRANSPORTS = ("polling", "websocket")
+EVENTS = ("connect", "message", "disconnect")
+
+
+class Listener(Protocol):
+    """What the layer above the engine hears of its sessions.
+
+    ``on_message`` runs on the greenlet reading the connection and must not
+    block (it may hand work to ``session.run_ordered``); ``on_connect`` runs
+    before the open packet is sent; ``on_close`` runs once per session on its
+    dispatcher, after every call queued before the close.
+    """
+
+    def on_connect(self, session: Session) -> None: ...
+
+    def on_message(self, session: Session, data: str | bytes) -> None: ...
+
+    def on_close(self, session: Session, reason: str) -> None: ...
+
+
+class HandlerListener:
+    """The listener behind ``Server.on``: runs the registered handlers in order per session."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, Callable[..., Any]] = {}
+
+    def on_connect(self, session: Session) -> None:
+        handler = self.handlers.get("connect")
+        if handler is not None:
+            handler(session.sid, session.environ)
+
+    def on_message(self, session: Session, data: str | bytes) -> None:
+        handler = self.handlers.get("message")
+        if handler is not None:
+            session.run_ordered(handler, session.sid, data)
+
+    def on_close(self, session: Session, reason: str) -> None:
+        handler = self.handlers.get("disconnect")
+        if handler is not None:
+            handler(session.sid, reason)
+
+
+class Server:
+    """An Engine.IO v4 server, usable on its own or under the Socket.IO layer.
+
+    Mount it with ``geventsio.WSGIApp(server, socketio_path=...)``. Handlers
+    (or, for the layer above, one ``listener``):
+
+    - ``connect(sid, environ)``: a session opened (before its open packet is sent);
+    - ``message(sid, data)``: ``data`` is ``str`` or ``bytes``; handlers of one
+      session run one at a time, in arrival order, each off the reading greenlet;
+    - ``disconnect(sid, reason)``: the session closed, after its last message.
+
+    Times are in seconds; sizes in bytes.
+    """
+
+    def __init__(
+        self,
+        *,
+        ping_interval: float = 25,
+        ping_timeout: float = 20,
+        max_http_buffer_size: int = 1_000_000,
+        upgrade_timeout: float = 10,
+        transports: Iterable[str] = TRANSPORTS,
+        cors_allowed_origins: str | Iterable[str] | None = None,
+        cors_credentials: bool = True,
+        allow_request: Callable[[dict], bool] | None = None,
+        cookie: str | dict | None = None,
+        max_queued_bytes: int = 16 * 1024 * 1024,
+        max_inbox: int = 256,
+        close_flush_timeout: float = 5,
+        listener: Listener | None = None,
+    ):
+        unknown = set(transports) - set(TRANSPORTS)
+        if unknown:
+            raise ValueError(f"unknown transports: {sorted(unknown)}")
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.max_http_buffer_size = max_http_buffer_size
+        self.upgrade_timeout = upgrade_timeout
+        self.transports = tuple(transports)
+        self.cors = http.Cors(cors_allowed_origins, cors_credentials)
+        self.allow_request = allow_request
+        self.cookie = {"name": cookie} if isinstance(cookie, str) else cookie
+        self.max_queued_bytes = max_queued_bytes
+        self.max_inbox = max_inbox
+        self.close_flush_timeout = close_flush_timeout
+        self.sessions: dict[str, Session] = {}
+        self.listener: Listener = listener if listener is not None else HandlerListener()
+
+    # -- application API ------------------------------------------------
+
+    def on(self, event: str, handler: Callable[..., Any] | None = None) -> Any:
+        """Register ``handler`` for ``event``; usable as a decorator when ``handler`` is omitted."""
+        if event not in EVENTS:
+            raise ValueError(f"unknown event {event!r}; expected one of {EVENTS}")
+
+        if not isinstance(self.listener, HandlerListener):
+            raise TypeError("this server reports to a listener; register handlers there")
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self.listener.handlers[event] = fn
+            return fn
+
+        return register(handler) if handler is not None else register
+
+    def send(self, sid: str, data: str | bytes) -> bool:
+        """Queue one message for a client without blocking; False if the session is gone."""
+        session = self.sessions.get(sid)
+        return session is not None and session.send_frames([message_frame(data)])
+
+    def send_frames(self, sid: str, frames: list[Frame]) -> bool:
+        """Queue pre-encoded frames (see ``packet.message_frame``); False if the session is gone."""
+        session = self.sessions.get(sid)
+        return session is not None and session.send_frames(frames)
+
+    def disconnect(self, sid: str | None = None) -> None:
+        """Close one session, or every session when ``sid`` is None."""
+        targets = [self.sessions.get(sid)] if sid is not None else list(self.sessions.values())
+        for session in targets:
+            if session is not None:
+                session.close(REASON_SERVER_CLOSE)
+
+    def transport(self, sid: str) -> str | None:
+        """The name of the session's current transport, or None if it is gone."""
+        session = self.sessions.get(sid)
+        if session is None:
+            return None
+        return "websocket" if session.state is State.WEBSOCKET else "polling"
+
+    def shutdown(self) -> None:
+        """Close every session and stop their greenlets."""
+        for session in list(self.sessions.values()):
+            session.kill()
+
+    # -- WSGI entry -----------------------------------------------------
+
+    def handle_request(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """The WSGI application for the Engine.IO endpoint."""
+        request = http.Request(environ)
+        ws = WebSocket.from_environ(environ, self.max_http_buffer_size)
+        try:
+            return self._route(request, ws, start_response)
+        finally:
+            if ws is not None:
+                ws.close()
+
+    def _route(self, request: http.Request, ws: WebSocket | None,
+               start_response: Callable[..., Any]) -> Iterable[bytes]:
+        def refuse(code: int, status: int = 400) -> Iterable[bytes]:
+            if ws is not None:
+                # The 101 is already sent: the close frame carries the error.
+                ws.close(CLOSE_POLICY_VIOLATION, http.ERROR_MESSAGES[code])
+                return []
+            return http.error(start_response, request, code, cors, status)
+
+        cors: http.Headers = []
+        if not self.cors.check(request):
+            return refuse(http.FORBIDDEN, 403)
+        cors = self.cors.headers(request)
+        if request.method == "OPTIONS" and ws is None:
+            return http.respond(start_response, request, 204, b"", self.cors.preflight_headers(request))
+        query = request.query
+        transport = query.get("transport")
+        if transport not in self.transports:
+            return refuse(http.UNKNOWN_TRANSPORT)
+        if query.get("EIO") != "4":
+            return refuse(http.UNSUPPORTED_PROTOCOL_VERSION)
+        if (transport == "websocket") != (ws is not None):
+            return refuse(http.BAD_REQUEST)
+        sid = query.get("sid")
+        if sid is None:
+            if request.method != "GET":
+                return refuse(http.BAD_HANDSHAKE_METHOD)
+            if self.allow_request is not None and not self.allow_request(request.environ):
+                logger.info("allow_request refused a handshake from %s",
+                            request.environ.get("REMOTE_ADDR"))
+                return refuse(http.FORBIDDEN, 403)
+            if ws is not None:
+                transports.websocket_open(self, ws, request)
+                return []
+            return self._polling_handshake(request, start_response, cors)
+        session = self.sessions.get(sid)
+        if session is None:
+            logger.info("request for unknown session %r", sid[:40])
+            return refuse(http.UNKNOWN_SID)
+        if ws is not None:
+            transports.websocket_upgrade(self, session, ws)
+            return []
+        if session.state is State.WEBSOCKET:
+            return refuse(http.BAD_REQUEST)
+        if request.method == "GET":
+            return transports.polling_get(self, session, request, start_response, cors)
+        if request.method == "POST":
+            return transports.polling_post(self, session, request, start_response, cors)
+        return refuse(http.BAD_REQUEST)
+
+    # -- sessions -------------------------------------------------------
+
+    def _open_session(self, environ: dict, state: State) -> Session | None:
+        sid = secrets.token_urlsafe(15)
+        session = Session(self, sid, environ, state)
+        self.sessions[sid] = session
+        try:
+            self.listener.on_connect(session)
+        except Exception:
+            logger.exception("connect handler failed; closing session %s", sid)
+            session.close(REASON_SERVER_CLOSE)
+            return None
+        return session
+
+    def _open_frame(self, session: Session, upgrades: list[str]) -> str:
+        return "0" + json.dumps(
+            {
+                "sid": session.sid,
+                "upgrades": upgrades,
+                "pingInterval": int(self.ping_interval * 1000),
+                "pingTimeout": int(self.ping_timeout * 1000),
+                "maxPayload": self.max_http_buffer_size,
+            },
+            separators=(",", ":"),
+        )
+
+    def _polling_handshake(self, request: http.Request, start_response: Callable[..., Any],
+                           cors: http.Headers) -> Iterable[bytes]:
+        session = self._open_session(request.environ, State.POLLING)
+        if session is None:
+            return http.error(start_response, request, http.FORBIDDEN, cors, 403)
+        upgrades = ["websocket"] if "websocket" in self.transports and _can_upgrade(request.environ) else []
+        headers = list(cors)
+        if self.cookie:
+            headers.append(("Set-Cookie", _cookie_header(self.cookie, session.sid)))
+        body = self._open_frame(session, upgrades).encode()
+        return http.respond(start_response, request, 200, body, headers)
+
+    def _forget(self, session: Session) -> None:
+        if self.sessions.get(session.sid) is session:
+            del self.sessions[session.sid]
+
+
+def _can_upgrade(environ: dict) -> bool:
+    """Whether this WSGI server can hand over a WebSocket (gevent's, through gevent-websocket)."""
+    if "geventsio.socket" in environ:
+        return True
+    return type(environ.get("wsgi.input")).__module__.startswith("gevent")
+
+
+def _cookie_header(cookie: dict, sid: str) -> str:
+    parts = [f"{cookie.get('name', 'io')}={sid}", f"Path={cookie.get('path', '/')}"]
+    if cookie.get("httponly", True):
+        parts.append("HttpOnly")
+    parts.append(f"SameSite={cookie.get('samesite', 'Lax')}")
+    if cookie.get("secure"):
+        parts.append("Secure")
+    return "; ".join(parts)

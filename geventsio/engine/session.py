@@ -1,0 +1,284 @@
+"""One Engine.IO session: its state, its outgoing queue, its greenlets.
+
+The session owns a single bounded queue of frames. Whichever transport is
+current drains it: a parked polling GET, or the WebSocket writer greenlet. An
+upgrade therefore only changes who drains the queue; nothing is copied or lost.
+
+Incoming messages go through a per-session inbox served by a dispatcher
+greenlet, so handlers run in arrival order, never on the reading greenlet (a
+handler that waits for an acknowledgement from its own client would otherwise
+deadlock), and the session's close notification is delivered after the
+messages that came before it.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any, Callable
+
+import gevent
+from gevent.event import Event
+
+from .packet import CLOSE_FRAME, NOOP_FRAME, PING_FRAME, Frame, Packet, PacketType
+from ..exceptions import ProtocolError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .server import Server
+    from .websocket import WebSocket
+
+logger = logging.getLogger("geventsio.engine")
+
+
+class State(enum.Enum):
+    """Where a session is in its life; the transport is part of the state."""
+
+    POLLING = "polling"  # open; drained by HTTP long-polling GETs
+    UPGRADING = "upgrading"  # a WebSocket answered the probe; GETs get a noop
+    WEBSOCKET = "websocket"  # open; drained by the WebSocket writer
+    CLOSED = "closed"
+
+
+# Reasons reported to the layer above, with Node's wording where Node has one.
+REASON_CLIENT_CLOSE = "forced close"  # the client sent a close packet
+REASON_SERVER_CLOSE = "forced server close"
+REASON_TRANSPORT_CLOSE = "transport close"
+REASON_TRANSPORT_ERROR = "transport error"
+REASON_PING_TIMEOUT = "ping timeout"
+REASON_PARSE_ERROR = "parse error"
+REASON_BUFFER_FULL = "send buffer full"
+REASON_SHUTDOWN = "server shutting down"
+
+
+class Session:
+    """An Engine.IO session. Create it through ``Server``; every method is greenlet-safe."""
+
+    def __init__(self, server: "Server", sid: str, environ: dict, state: State):
+        self.server = server
+        self.sid = sid
+        self.environ = environ
+        self.state = state
+        self.close_reason: str | None = None
+        self._frames: deque[Frame] = deque()
+        self._queued_bytes = 0
+        self._ready = Event()  # set while frames wait or the state changed for a drainer
+        self._pong = Event()
+        self._inbox: deque[tuple[Callable[..., Any], tuple]] = deque()
+        self._inbox_room = Event()
+        self._inbox_room.set()
+        self._dispatcher: gevent.Greenlet | None = None
+        self._heartbeat = gevent.spawn(self._run_heartbeat)
+        self._writer: gevent.Greenlet | None = None
+        self.websocket: "WebSocket | None" = None
+        self.polling_get_active = False
+        self.polling_post_active = False
+
+    def __repr__(self) -> str:
+        return f"<Session {self.sid} {self.state.value}>"
+
+    @property
+    def closed(self) -> bool:
+        return self.state is State.CLOSED
+
+    def _set_state(self, state: State) -> None:
+        logger.debug("session %s: %s -> %s", self.sid, self.state.value, state.value)
+        self.state = state
+        self._ready.set()
+
+    # -- outgoing -------------------------------------------------------
+
+    def send_frames(self, frames: list[Frame]) -> bool:
+        """Queue frames for the client without blocking; False once the session is closed.
+
+        Past ``max_queued_bytes`` of unsent data the client is not keeping up,
+        and the session is closed rather than buffering without bound.
+        """
+        if self.state is State.CLOSED:
+            return False
+        size = 0
+        for f in frames:
+            size += len(f)
+        self._frames.extend(frames)
+        self._queued_bytes += size
+        if self._queued_bytes > self.server.max_queued_bytes:
+            logger.warning(
+                "session %s: %d bytes queued for a client that is not reading; closing it "
+                "(limit max_queued_bytes=%d)", self.sid, self._queued_bytes,
+                self.server.max_queued_bytes)
+            self.close(REASON_BUFFER_FULL)
+            return False
+        self._ready.set()
+        return True
+
+    def drain(self) -> list[Frame]:
+        """Take every queued frame, in order."""
+        frames = list(self._frames)
+        self._frames.clear()
+        self._queued_bytes = 0
+        return frames
+
+    def wake(self) -> None:
+        """Wake whoever waits in ``wait_for_frames`` to look at the session again."""
+        self._ready.set()
+
+    @property
+    def has_frames(self) -> bool:
+        return bool(self._frames)
+
+    def wait_for_frames(self) -> None:
+        """Block until frames are queued, the state changes, or a transport pokes the session."""
+        if not self._frames and self.state is State.POLLING:
+            self._ready.clear()
+            self._ready.wait()
+
+    # -- incoming -------------------------------------------------------
+
+    def receive(self, packet: Packet) -> None:
+        """Handle one packet from the client's current transport (on the reading greenlet)."""
+        t = packet.type
+        if t is PacketType.MESSAGE:
+            if self.state is not State.CLOSED:
+                self.server.listener.on_message(self, packet.data)
+        elif t is PacketType.PONG:
+            self._pong.set()
+        elif t is PacketType.CLOSE:
+            self.close(REASON_CLIENT_CLOSE)
+        elif t is PacketType.NOOP:
+            pass
+        else:
+            raise ProtocolError(f"unexpected {t.name.lower()} packet from the client")
+
+    def run_ordered(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on this session's dispatcher greenlet, after the calls queued before it.
+
+        Called from the reading greenlet. A client that outruns its handlers
+        waits here, its unread bytes left in the kernel, instead of growing the
+        queue without bound.
+        """
+        while len(self._inbox) >= self.server.max_inbox and self.state is not State.CLOSED:
+            self._inbox_room.clear()
+            self._inbox_room.wait()
+        if self.state is not State.CLOSED:
+            self.schedule(fn, *args)
+
+    def schedule(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Like ``run_ordered`` but never waits: for timers and the session's own close."""
+        self._inbox.append((fn, args))
+        if self._dispatcher is None:
+            self._dispatcher = gevent.spawn(self._dispatch)
+
+    def _dispatch(self) -> None:
+        inbox = self._inbox
+        room = self._inbox_room
+        try:
+            while inbox:
+                fn, args = inbox.popleft()
+                if not room.is_set():
+                    room.set()
+                try:
+                    fn(*args)
+                except Exception:
+                    logger.exception("session %s: handler %s failed", self.sid,
+                                     getattr(fn, "__qualname__", fn))
+        finally:
+            self._dispatcher = None
+
+    # -- heartbeat ------------------------------------------------------
+
+    def _run_heartbeat(self) -> None:
+        interval = self.server.ping_interval
+        timeout = self.server.ping_timeout
+        while self.state is not State.CLOSED:
+            gevent.sleep(interval)
+            self._pong.clear()
+            self.send_frames([PING_FRAME])
+            if not self._pong.wait(timeout) and self.state is not State.CLOSED:
+                logger.info("session %s: no pong within %ss; closing", self.sid, timeout)
+                self.close(REASON_PING_TIMEOUT)
+
+    # -- transports -----------------------------------------------------
+
+    def start_upgrade(self) -> bool:
+        """A WebSocket answered the probe: park polling, releasing any GET with a noop."""
+        if self.state is not State.POLLING:
+            return False
+        self._set_state(State.UPGRADING)
+        return True
+
+    def cancel_upgrade(self) -> None:
+        if self.state is State.UPGRADING:
+            self._set_state(State.POLLING)
+
+    def attach_websocket(self, ws: "WebSocket") -> None:
+        """Make ``ws`` the transport: from now on a writer greenlet drains the queue."""
+        self.websocket = ws
+        self._set_state(State.WEBSOCKET)
+        self._writer = gevent.spawn(self._run_writer, ws)
+
+    def _run_writer(self, ws: "WebSocket") -> None:
+        frames = self._frames
+        try:
+            while True:
+                if not frames:
+                    if self.state is State.CLOSED:
+                        break
+                    self._ready.clear()
+                    self._ready.wait()
+                    continue
+                batch = self.drain()
+                if len(batch) == 1:
+                    ws.send(batch[0])
+                else:
+                    ws.send_many(batch)
+        except OSError:
+            self.close(REASON_TRANSPORT_ERROR)
+        finally:
+            ws.close()
+
+    # -- closing --------------------------------------------------------
+
+    def close(self, reason: str = REASON_SERVER_CLOSE) -> None:
+        """Close the session once, from any greenlet; later calls do nothing.
+
+        Queued frames still reach a live transport, followed by a close packet
+        when the server is the one closing. The layer above hears of the close
+        exactly once, after the messages received before it.
+        """
+        if self.state is State.CLOSED:
+            return
+        self.close_reason = reason
+        if reason == REASON_CLIENT_CLOSE:
+            # The client asked; a parked poll is just released.
+            if self.state is not State.WEBSOCKET:
+                self._frames.append(NOOP_FRAME)
+        elif reason not in (REASON_TRANSPORT_CLOSE, REASON_TRANSPORT_ERROR):
+            self._frames.append(CLOSE_FRAME)
+        self._set_state(State.CLOSED)
+        self._inbox_room.set()
+        self.server._forget(self)
+        current = gevent.getcurrent()
+        if self._heartbeat is not current:
+            self._heartbeat.kill(block=False)
+        self._pong.set()
+        writer = self._writer
+        if writer is not None and writer is not current:
+            # The writer flushes what is queued and exits; a client that does not
+            # read gets a bounded grace period, then its socket is cut.
+            gevent.spawn_later(self.server.close_flush_timeout, self._cut, writer)
+        elif self.websocket is not None and writer is None:
+            self.websocket.close()
+        self.schedule(self.server.listener.on_close, self, reason)
+
+    def _cut(self, writer: gevent.Greenlet) -> None:
+        if not writer.dead:
+            writer.kill(block=False)
+            if self.websocket is not None:
+                self.websocket.close()
+
+    def kill(self) -> None:
+        """Stop every greenlet of this session at once (server shutdown)."""
+        self.close(REASON_SHUTDOWN)
+        for g in (self._writer, self._dispatcher):
+            if g is not None and g is not gevent.getcurrent():
+                g.kill(block=False)

@@ -1,0 +1,244 @@
+"""The two ways a session talks to its client: HTTP long-polling and WebSocket.
+
+Both only move frames between the wire and the session: polling drains the
+session's queue into one GET response and feeds a POST body to it; the
+WebSocket reader feeds frames to it while a writer greenlet drains it.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import TYPE_CHECKING, Any
+
+import gevent
+
+from . import http
+from .packet import (
+    NOOP_FRAME,
+    PROBE_PING,
+    PROBE_PONG,
+    PacketType,
+    decode_packet,
+    decode_payload,
+    encode_payload,
+)
+from .session import (
+    REASON_PARSE_ERROR,
+    REASON_SERVER_CLOSE,
+    REASON_TRANSPORT_CLOSE,
+    REASON_TRANSPORT_ERROR,
+    Session,
+    State,
+)
+from .websocket import CLOSE_POLICY_VIOLATION, MessageTooBig, WebSocket
+from ..exceptions import ProtocolError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .server import Server
+
+logger = logging.getLogger("geventsio.engine")
+
+_OK = b"ok"
+
+
+# -- long-polling -----------------------------------------------------------
+
+
+def _client_socket(environ: dict) -> Any:
+    """The request's TCP socket, to notice a client that gives up on a parked GET."""
+    sock = environ.get("geventsio.socket")
+    if sock is not None:
+        return sock
+    # gevent.pywsgi (as used by gunicorn's gevent workers too) keeps it here.
+    raw = getattr(getattr(environ.get("wsgi.input"), "rfile", None), "raw", None)
+    return getattr(raw, "_sock", None)
+
+
+class _AbortWatch:
+    """Wakes a parked GET when its client's socket becomes readable (usually: closed)."""
+
+    def __init__(self, sock: Any, session: Session):
+        self.sock = sock
+        self.readable = False
+        self._session = session
+        self._watcher = gevent.get_hub().loop.io(sock.fileno(), 1)
+        self._watcher.start(self._on_readable)
+
+    def _on_readable(self) -> None:
+        self.readable = True
+        self._watcher.stop()
+        self._session.wake()
+
+    def client_gone(self) -> bool:
+        if not self.readable:
+            return False
+        self.readable = False
+        # The plain socket under gevent's wrapper: gevent's recv would wait.
+        raw = getattr(self.sock, "_sock", self.sock)
+        try:
+            peek = raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            peek = b"?"
+        except OSError:
+            return True
+        # Bytes mean the client pipelined a request; only EOF means it left.
+        return not peek
+
+    def stop(self) -> None:
+        self._watcher.stop()
+        self._watcher.close()
+
+
+def polling_get(server: "Server", session: Session, request: http.Request, start_response: Any,
+                headers: http.Headers) -> list[bytes]:
+    """Answer a long-polling GET with every frame queued, waiting until there is one."""
+    if session.polling_get_active:
+        logger.warning("session %s: a second concurrent poll; closing the session", session.sid)
+        session.close(REASON_SERVER_CLOSE)
+        return http.error(start_response, request, http.BAD_REQUEST, headers)
+    if session.state is State.UPGRADING:
+        return http.respond(start_response, request, 200, NOOP_FRAME.encode(), headers)
+    session.polling_get_active = True
+    watch = None
+    try:
+        sock = _client_socket(request.environ)
+        if sock is not None and session.state is State.POLLING and not session.has_frames:
+            try:
+                watch = _AbortWatch(sock, session)
+            except (OSError, ValueError):
+                watch = None
+        while True:
+            session.wait_for_frames()
+            if watch is not None and watch.client_gone():
+                logger.info("session %s: client closed a pending poll", session.sid)
+                session.close(REASON_TRANSPORT_ERROR)
+                return http.error(start_response, request, http.BAD_REQUEST, headers)
+            if session.state is State.UPGRADING:
+                frames = [NOOP_FRAME]
+                break
+            frames = session.drain()
+            if frames or session.state is not State.POLLING:
+                break
+    finally:
+        session.polling_get_active = False
+        if watch is not None:
+            watch.stop()
+    body = encode_payload(frames).encode("utf-8") if frames else NOOP_FRAME.encode()
+    return http.respond(start_response, request, 200, body, headers)
+
+
+def polling_post(server: "Server", session: Session, request: http.Request, start_response: Any,
+                 headers: http.Headers) -> list[bytes]:
+    """Feed the packets of a POST body to the session."""
+    if session.polling_post_active:
+        logger.warning("session %s: a second concurrent POST; closing the session", session.sid)
+        session.close(REASON_SERVER_CLOSE)
+        return http.error(start_response, request, http.BAD_REQUEST, headers)
+    session.polling_post_active = True
+    try:
+        try:
+            body = http.read_body(request.environ, server.max_http_buffer_size)
+        except http.BodyTooLarge:
+            logger.warning(
+                "session %s: refused a POST larger than max_http_buffer_size=%d bytes",
+                session.sid, server.max_http_buffer_size)
+            extra = http.skip_request_body(request.environ)
+            return http.respond(start_response, request, 413, b"Payload Too Large",
+                                headers + extra)
+        except OSError:
+            session.close(REASON_TRANSPORT_ERROR)
+            return http.error(start_response, request, http.BAD_REQUEST, headers)
+        try:
+            packets = decode_payload(body.decode("utf-8"))
+            for packet in packets:
+                session.receive(packet)
+        except (ProtocolError, UnicodeDecodeError) as exc:
+            logger.warning("session %s: invalid POST body (%s); closing the session",
+                           session.sid, exc)
+            session.close(REASON_PARSE_ERROR)
+            return http.error(start_response, request, http.BAD_REQUEST, headers)
+    finally:
+        session.polling_post_active = False
+    return http.respond(start_response, request, 200, _OK, headers)
+
+
+# -- WebSocket --------------------------------------------------------------
+
+
+def _read_loop(session: Session, ws: WebSocket) -> None:
+    """The request greenlet becomes the session's reader until the connection ends."""
+    receive = ws.receive
+    while True:
+        try:
+            frame = receive()
+        except MessageTooBig:
+            logger.warning(
+                "session %s: refused a WebSocket message larger than max_http_buffer_size=%d "
+                "bytes", session.sid, ws.max_message_size)
+            session.close(REASON_PARSE_ERROR)
+            return
+        except ProtocolError as exc:
+            logger.warning("session %s: WebSocket protocol error (%s)", session.sid, exc)
+            session.close(REASON_PARSE_ERROR)
+            return
+        if frame is None:
+            session.close(REASON_TRANSPORT_CLOSE)
+            return
+        # Once the session is closed the reader keeps going (ignoring input)
+        # until the writer has flushed and closed the connection.
+        try:
+            session.receive(decode_packet(frame))
+        except ProtocolError as exc:
+            logger.warning("session %s: invalid packet (%s); closing the session",
+                           session.sid, exc)
+            session.close(REASON_PARSE_ERROR)
+            return
+
+
+def websocket_open(server: "Server", ws: WebSocket, request: http.Request) -> None:
+    """A session that starts on WebSocket: send the open packet, then read."""
+    session = server._open_session(request.environ, State.WEBSOCKET)
+    if session is None:
+        ws.close(CLOSE_POLICY_VIOLATION, "refused")
+        return
+    try:
+        ws.send(server._open_frame(session, upgrades=[]))
+    except OSError:
+        session.close(REASON_TRANSPORT_CLOSE)
+        return
+    session.attach_websocket(ws)
+    _read_loop(session, ws)
+
+
+def websocket_upgrade(server: "Server", session: Session, ws: WebSocket) -> None:
+    """Move a polling session onto ``ws``: probe, upgrade, then read."""
+    if session.state is not State.POLLING:
+        logger.info("session %s: refused a second WebSocket", session.sid)
+        ws.close(CLOSE_POLICY_VIOLATION, "session already has a websocket")
+        return
+    upgraded = False
+    try:
+        with gevent.Timeout(server.upgrade_timeout, False):
+            while not upgraded:
+                frame = ws.receive()
+                if frame is None or session.state is State.CLOSED:
+                    break
+                if frame == PROBE_PING:
+                    if not session.start_upgrade():
+                        break
+                    ws.send(PROBE_PONG)
+                    continue
+                packet = decode_packet(frame)
+                if packet.type is PacketType.UPGRADE and session.state is State.UPGRADING:
+                    upgraded = True
+                elif packet.type is not PacketType.NOOP:
+                    raise ProtocolError(f"unexpected {packet.type.name.lower()} during upgrade")
+    except (ProtocolError, OSError) as exc:
+        logger.info("session %s: upgrade failed (%s)", session.sid, exc)
+    if not upgraded:
+        session.cancel_upgrade()
+        ws.close()
+        return
+    session.attach_websocket(ws)
+    _read_loop(session, ws)

@@ -1,0 +1,224 @@
+"""WebSocket frames (RFC 6455) over the connection gevent-websocket opened.
+
+gevent-websocket performs the HTTP upgrade (so its handler and its gunicorn
+worker keep working), but its frame layer validates UTF-8 and unmasks in pure
+Python and reads a frame of any announced size into memory. geventsio reads
+and writes frames itself on the same stream: the message size limit is checked
+against the frame header before any payload is read, UTF-8 is validated by
+``bytes.decode``, unmasking is one big-integer XOR, and a batch of outgoing
+packets leaves in one ``sendall``.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Callable, Iterable
+
+from gevent.lock import Semaphore
+
+from ..exceptions import ProtocolError
+
+OP_CONTINUATION = 0x0
+OP_TEXT = 0x1
+OP_BINARY = 0x2
+OP_CLOSE = 0x8
+OP_PING = 0x9
+OP_PONG = 0xA
+
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_INVALID_DATA = 1007
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_TOO_BIG = 1009
+
+_U16 = struct.Struct("!H")
+_U64 = struct.Struct("!Q")
+
+
+class MessageTooBig(ProtocolError):
+    """A message announced more bytes than ``max_message_size``."""
+
+
+def _unmask(payload: bytes, mask: bytes) -> bytes:
+    n = len(payload)
+    if not n:
+        return payload
+    key = (mask * ((n >> 2) + 1))[:n]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
+
+
+def frame_header(opcode: int, length: int) -> bytes:
+    """The header of one unmasked, final server frame."""
+    if length < 126:
+        return bytes((0x80 | opcode, length))
+    if length < 0x10000:
+        return bytes((0x80 | opcode, 126)) + _U16.pack(length)
+    return bytes((0x80 | opcode, 127)) + _U64.pack(length)
+
+
+def encode_frame(data: str | bytes) -> bytes:
+    """One complete server frame: text for ``str``, binary for ``bytes``."""
+    if isinstance(data, str):
+        payload = data.encode("utf-8")
+        return frame_header(OP_TEXT, len(payload)) + payload
+    return frame_header(OP_BINARY, len(data)) + data
+
+
+class WebSocket:
+    """A server-side WebSocket connection that speaks frames on a byte stream.
+
+    ``read(n)`` must return exactly ``n`` bytes or fewer at end of stream;
+    ``write(data)`` must send all of ``data``. Sends are serialised by one lock
+    because the reader answers pings and closes while a writer sends data.
+    """
+
+    def __init__(
+        self,
+        read: Callable[[int], bytes],
+        write: Callable[[bytes], Any],
+        max_message_size: int,
+        shutdown: Callable[[], Any] | None = None,
+    ):
+        self._read = read
+        self._write = write
+        self._shutdown = shutdown
+        self._write_lock = Semaphore()
+        self.max_message_size = max_message_size
+        self.closed = False
+
+    @classmethod
+    def from_environ(cls, environ: dict, max_message_size: int) -> "WebSocket | None":
+        """Take over the connection gevent-websocket upgraded for this request, if any."""
+        ws = environ.get("wsgi.websocket")
+        stream = getattr(ws, "stream", None)
+        handler = getattr(stream, "handler", None)
+        if ws is None or stream is None or handler is None:
+            return None
+        # gevent-websocket would send a close frame of its own when the request
+        # ends; this object owns the connection from now on.
+        ws.closed = True
+        sock = handler.socket
+
+        def shutdown() -> None:
+            try:
+                sock.shutdown(2)
+            except OSError:
+                pass
+
+        return cls(stream.read, stream.write, max_message_size, shutdown)
+
+    def _read_exact(self, n: int) -> bytes:
+        data = self._read(n)
+        if len(data) != n:
+            raise ConnectionError("connection closed mid-frame")
+        return data
+
+    def receive(self) -> str | bytes | None:
+        """The next whole message: ``str`` (text) or ``bytes`` (binary); ``None`` once closed.
+
+        Raises ``ProtocolError`` (or ``MessageTooBig``) for a frame that breaks
+        RFC 6455 or the size limit, after sending the matching close frame.
+        """
+        try:
+            return self._receive()
+        except MessageTooBig as exc:
+            self.close(CLOSE_TOO_BIG, "message too big")
+            raise exc
+        except UnicodeDecodeError:
+            self.close(CLOSE_INVALID_DATA, "invalid UTF-8")
+            raise ProtocolError("text frame is not valid UTF-8") from None
+        except ProtocolError:
+            self.close(CLOSE_PROTOCOL_ERROR, "protocol error")
+            raise
+        except (OSError, ConnectionError):
+            self.closed = True
+            return None
+
+    def _receive(self) -> str | bytes | None:
+        opcode = None
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            if self.closed:
+                return None
+            head = self._read(2)
+            if len(head) < 2:
+                self.closed = True
+                return None
+            b0, b1 = head[0], head[1]
+            fin, op, length = b0 & 0x80, b0 & 0x0F, b1 & 0x7F
+            if b0 & 0x70:
+                raise ProtocolError("reserved bits set without an extension")
+            if not b1 & 0x80:
+                raise ProtocolError("client frames must be masked")
+            if length == 126:
+                length = _U16.unpack(self._read_exact(2))[0]
+            elif length == 127:
+                length = _U64.unpack(self._read_exact(8))[0]
+            if op >= 0x8:
+                if not fin or length > 125:
+                    raise ProtocolError("invalid control frame")
+                block = self._read_exact(length + 4)
+                if self._handle_control(op, _unmask(block[4:], block[:4])):
+                    return None
+                continue
+            if op == OP_CONTINUATION:
+                if opcode is None:
+                    raise ProtocolError("continuation frame without a message")
+            elif op in (OP_TEXT, OP_BINARY):
+                if opcode is not None:
+                    raise ProtocolError("new message before the previous one ended")
+                opcode = op
+            else:
+                raise ProtocolError(f"unknown opcode {op}")
+            size += length
+            if size > self.max_message_size:
+                raise MessageTooBig(f"message of more than {self.max_message_size} bytes")
+            block = self._read_exact(length + 4)
+            parts.append(_unmask(block[4:], block[:4]))
+            if fin:
+                data = parts[0] if len(parts) == 1 else b"".join(parts)
+                return data.decode("utf-8") if opcode == OP_TEXT else data
+
+    def _handle_control(self, op: int, payload: bytes) -> bool:
+        """Answer a control frame; True when the peer closed the connection."""
+        if op == OP_PING:
+            self._send_raw(frame_header(OP_PONG, len(payload)) + payload)
+            return False
+        if op == OP_PONG:
+            return False
+        if op == OP_CLOSE:
+            code = _U16.unpack(payload[:2])[0] if len(payload) >= 2 else CLOSE_NORMAL
+            self.close(code if 1000 <= code < 5000 else CLOSE_PROTOCOL_ERROR)
+            return True
+        raise ProtocolError(f"unknown control opcode {op}")
+
+    def _send_raw(self, data: bytes) -> None:
+        with self._write_lock:
+            self._write(data)
+
+    def send(self, data: str | bytes) -> None:
+        """Send one message. Raises ``OSError`` when the connection is gone."""
+        if self.closed:
+            raise ConnectionError("websocket is closed")
+        self._send_raw(encode_frame(data))
+
+    def send_many(self, messages: Iterable[str | bytes]) -> None:
+        """Send several messages with one write: one syscall instead of one per packet."""
+        if self.closed:
+            raise ConnectionError("websocket is closed")
+        self._send_raw(b"".join([encode_frame(m) for m in messages]))
+
+    def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+        """Send a close frame (once) and shut the connection down; safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
+        payload = _U16.pack(code) + reason.encode("utf-8")[:123]
+        try:
+            self._send_raw(frame_header(OP_CLOSE, len(payload)) + payload)
+        except OSError:
+            pass
+        if self._shutdown is not None:
+            self._shutdown()

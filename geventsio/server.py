@@ -1,0 +1,475 @@
+"""The Socket.IO v5 server: namespaces, handlers, rooms, acknowledgements.
+
+Its public names follow python-socketio's ``Server``, so an app ports by
+changing its import. It sits on the Engine.IO server as its listener: packets
+are decoded on the greenlet that read them, acknowledgements are resolved there
+at once, and everything that runs user code goes through the session's ordered
+dispatcher.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import re
+import secrets
+from typing import Any, Callable, Iterable, Iterator
+
+import gevent
+from gevent.event import AsyncResult
+
+from . import engine
+from .adapter import InMemoryAdapter
+from .broadcast import BroadcastOperator, ack_value, as_rooms
+from .engine.session import Session
+from .exceptions import ConnectionRefusedError, DisconnectedError, TimeoutError
+from .namespace import RESERVED_EVENTS, Handlers, Namespace
+from .socket import Connection, Socket, to_frames
+from .socketio_packet import Packet, PacketType
+
+logger = logging.getLogger("geventsio")
+
+_NOT_HANDLED = object()
+
+
+class Reason:
+    """Why a socket disconnected, as passed to ``disconnect(sid, reason)`` handlers."""
+
+    CLIENT_DISCONNECT = "client disconnect"
+    SERVER_DISCONNECT = "server disconnect"
+    PING_TIMEOUT = "ping timeout"
+    TRANSPORT_CLOSE = "transport close"
+    TRANSPORT_ERROR = "transport error"
+    PARSE_ERROR = "parse error"
+    SEND_BUFFER_FULL = "send buffer full"
+    SERVER_SHUTDOWN = "server shutting down"
+
+
+_ENGINE_REASONS = {
+    "forced close": Reason.CLIENT_DISCONNECT,
+    "forced server close": Reason.SERVER_DISCONNECT,
+    "ping timeout": Reason.PING_TIMEOUT,
+    "transport close": Reason.TRANSPORT_CLOSE,
+    "transport error": Reason.TRANSPORT_ERROR,
+    "parse error": Reason.PARSE_ERROR,
+    "send buffer full": Reason.SEND_BUFFER_FULL,
+    "server shutting down": Reason.SERVER_SHUTDOWN,
+}
+
+
+def _args_of(data: Any) -> list:
+    """python-socketio's convention: a tuple is several arguments, None is none."""
+    if data is None:
+        return []
+    if isinstance(data, tuple):
+        return list(data)
+    return [data]
+
+
+def _setup_logger(name: str, option: Any) -> None:
+    if option is True:
+        log = logging.getLogger(name)
+        log.setLevel(logging.INFO)
+        if not logging.root.handlers and not log.handlers:
+            log.addHandler(logging.StreamHandler())
+    elif isinstance(option, logging.Logger):
+        logging.getLogger(name).handlers = option.handlers
+        logging.getLogger(name).setLevel(option.level)
+
+
+class Server:
+    """A Socket.IO v5 server on gevent.
+
+    Serve it with ``geventsio.WSGIApp(sio, other_wsgi_app)``. Options beyond the
+    Socket.IO ones go to ``geventsio.engine.Server`` (``ping_interval``,
+    ``ping_timeout``, ``max_http_buffer_size``, ``cors_allowed_origins``,
+    ``transports``, ``cookie``, ``allow_request``, ...).
+
+    ``namespaces`` lists the namespaces accepted besides those with handlers:
+    names, compiled regular expressions, callables ``f(name) -> bool``, or
+    ``"*"`` for any.
+    """
+
+    reason = Reason
+
+    def __init__(
+        self,
+        client_manager: Any = None,
+        logger: Any = False,
+        engineio_logger: Any = False,
+        namespaces: Any = None,
+        connect_timeout: float = 45,
+        max_attachments: int = 10,
+        async_mode: str | None = None,
+        **engine_options: Any,
+    ):
+        if async_mode not in (None, "gevent", "gevent_uwsgi"):
+            raise ValueError(f"geventsio runs on gevent only, not async_mode={async_mode!r}")
+        if client_manager is not None:
+            raise NotImplementedError("only the in-memory client manager exists so far")
+        _setup_logger("geventsio", logger)
+        _setup_logger("geventsio.engine", engineio_logger)
+        engine_options.pop("json", None)
+        self.eio = engine.Server(listener=self, **engine_options)
+        self.connect_timeout = connect_timeout
+        self.max_attachments = max_attachments
+        if namespaces is None:
+            namespaces = ["/"]
+        self._accept_any = namespaces == "*"
+        self._accepted = [] if self._accept_any else list(namespaces)
+        self.handlers: dict[str, Handlers] = {}
+        self.class_namespaces: dict[str, Namespace] = {}
+        self.adapters: dict[str, InMemoryAdapter] = {}
+        self.connections: dict[str, Connection] = {}
+        self.sockets: dict[str, Socket] = {}
+        self._ack_ids = itertools.count()
+
+    # -- registration ---------------------------------------------------
+
+    def on(self, event: str, handler: Callable[..., Any] | None = None,
+           namespace: str | None = None) -> Any:
+        """Register a handler for ``event`` in ``namespace`` ("*" for any event or namespace)."""
+        nsp = namespace or "/"
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self.handlers.setdefault(nsp, Handlers()).set(event, fn)
+            return fn
+
+        return register(handler) if handler is not None else register
+
+    def event(self, *args: Any, **kwargs: Any) -> Any:
+        """Decorator registering a handler named after the function: ``@sio.event`` or ``@sio.event(namespace=...)``."""
+        if len(args) == 1 and not kwargs and callable(args[0]):
+            return self.on(args[0].__name__, args[0])
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            return self.on(fn.__name__, fn, **kwargs)
+
+        return register
+
+    def register_namespace(self, namespace_handler: Namespace) -> None:
+        """Register a class-based namespace (a ``geventsio.Namespace`` instance)."""
+        if not isinstance(namespace_handler, Namespace):
+            raise ValueError("not a geventsio.Namespace instance")
+        namespace_handler._set_server(self)
+        self.class_namespaces[namespace_handler.namespace] = namespace_handler
+
+    # -- emitting -------------------------------------------------------
+
+    def emit(self, event: str, data: Any = None, to: Any = None, room: Any = None,
+             skip_sid: Any = None, namespace: str | None = None,
+             callback: Callable[..., Any] | None = None, timeout: float | None = None,
+             **kwargs: Any) -> None:
+        """Emit an event to one sid, to rooms (``to``/``room``: a name or a list), or to all.
+
+        The packet is encoded once and queued to every target without waiting.
+        ``callback`` receives each target's acknowledgement arguments, or one
+        ``TimeoutError`` when ``timeout`` seconds pass first.
+        """
+        rooms = as_rooms(to if to is not None else room)
+        self._emit(namespace or "/", rooms, as_rooms(skip_sid), [event, *_args_of(data)],
+                   callback, timeout)
+
+    def send(self, data: Any, to: Any = None, room: Any = None, skip_sid: Any = None,
+             namespace: str | None = None, callback: Callable[..., Any] | None = None,
+             **kwargs: Any) -> None:
+        """Emit a ``message`` event."""
+        self.emit("message", data, to=to, room=room, skip_sid=skip_sid, namespace=namespace,
+                  callback=callback, **kwargs)
+
+    def call(self, event: str, data: Any = None, to: Any = None, sid: Any = None,
+             namespace: str | None = None, timeout: float = 60, **kwargs: Any) -> Any:
+        """Emit to one client and wait for its acknowledgement.
+
+        Returns the acknowledgement's value (a tuple if it has several);
+        raises ``geventsio.TimeoutError`` after ``timeout`` seconds, or
+        ``geventsio.exceptions.DisconnectedError`` if the client leaves first.
+        """
+        target = to if to is not None else sid
+        socket = self.sockets.get(target) if isinstance(target, str) else None
+        if socket is None or socket.namespace != (namespace or "/"):
+            raise DisconnectedError(f"no connected client {target!r} in namespace {namespace or '/'!r}")
+        result: AsyncResult = AsyncResult()
+        ack_id = next(self._ack_ids)
+        socket.expect_ack(ack_id, lambda *a: result.set(a), timeout, direct=True)
+        socket.send_packet(Packet(PacketType.EVENT, socket.namespace, [event, *_args_of(data)], ack_id))
+        args = result.get()
+        if len(args) == 1 and isinstance(args[0], (TimeoutError, DisconnectedError)):
+            raise args[0]
+        return ack_value(args)
+
+    def _emit(self, nsp: str, rooms: Iterable[str], except_rooms: Iterable[str], data: list,
+              callback: Callable[..., Any] | None, timeout: float | None, direct: bool = False) -> int:
+        adapter = self.adapters.get(nsp)
+        if adapter is None:
+            return 0
+        if callback is None:
+            return adapter.broadcast(to_frames(Packet(PacketType.EVENT, nsp, data)), rooms, except_rooms)
+        # One ack id for the whole broadcast: every client answers to the same id.
+        ack_id = next(self._ack_ids)
+        frames = to_frames(Packet(PacketType.EVENT, nsp, data, ack_id))
+        targets = [adapter.sockets[s] for s in adapter.sids_in(rooms, except_rooms) if s in adapter.sockets]
+        for socket in targets:
+            socket.expect_ack(ack_id, callback, timeout, direct)
+            socket.deliver(frames)
+        return len(targets)
+
+    def to(self, room: Any, namespace: str | None = None) -> BroadcastOperator:
+        """A broadcast to ``room`` (a name or list): chain ``.to``, ``.except_``, ``.timeout``, then ``.emit`` or ``.call``."""
+        return BroadcastOperator(self, namespace or "/").to(room)
+
+    in_ = to
+
+    def except_(self, room: Any, namespace: str | None = None) -> BroadcastOperator:
+        return BroadcastOperator(self, namespace or "/").except_(room)
+
+    def of(self, namespace: str) -> BroadcastOperator:
+        """A broadcast to every client of ``namespace``."""
+        return BroadcastOperator(self, namespace)
+
+    # -- rooms and sessions ---------------------------------------------
+
+    def _adapter(self, nsp: str) -> InMemoryAdapter:
+        adapter = self.adapters.get(nsp)
+        if adapter is None:
+            adapter = self.adapters[nsp] = InMemoryAdapter(nsp)
+        return adapter
+
+    def enter_room(self, sid: str, room: str, namespace: str | None = None) -> None:
+        adapter = self.adapters.get(namespace or "/")
+        if adapter is not None and sid in adapter.sockets:
+            adapter.add(sid, room)
+
+    def leave_room(self, sid: str, room: str, namespace: str | None = None) -> None:
+        adapter = self.adapters.get(namespace or "/")
+        if adapter is not None:
+            adapter.discard(sid, room)
+
+    def close_room(self, room: str, namespace: str | None = None) -> None:
+        adapter = self.adapters.get(namespace or "/")
+        if adapter is not None:
+            adapter.close_room(room)
+
+    def rooms(self, sid: str, namespace: str | None = None) -> list[str]:
+        adapter = self.adapters.get(namespace or "/")
+        return sorted(adapter.rooms_of(sid)) if adapter is not None else []
+
+    def _socket(self, sid: str, namespace: str | None) -> Socket:
+        socket = self.sockets.get(sid)
+        if socket is None or socket.namespace != (namespace or "/"):
+            raise KeyError(f"no connected client {sid!r} in namespace {namespace or '/'!r}")
+        return socket
+
+    def get_session(self, sid: str, namespace: str | None = None) -> dict:
+        """The user-data dict kept for this client while it is connected."""
+        return self._socket(sid, namespace).data
+
+    def save_session(self, sid: str, session: dict, namespace: str | None = None) -> None:
+        self._socket(sid, namespace).data = session
+
+    @contextlib.contextmanager
+    def session(self, sid: str, namespace: str | None = None) -> Iterator[dict]:
+        """``with sio.session(sid) as s: s["user"] = ...``; saved on exit."""
+        data = self.get_session(sid, namespace)
+        yield data
+        self.save_session(sid, data, namespace)
+
+    def get_environ(self, sid: str, namespace: str | None = None) -> dict | None:
+        socket = self.sockets.get(sid)
+        return socket.environ if socket is not None else None
+
+    def transport(self, sid: str, namespace: str | None = None) -> str | None:
+        """``"polling"`` or ``"websocket"``: the client's current transport."""
+        socket = self.sockets.get(sid)
+        return self.eio.transport(socket.connection.session.sid) if socket is not None else None
+
+    def disconnect(self, sid: str, namespace: str | None = None, **kwargs: Any) -> None:
+        """Disconnect a client from a namespace; its ``disconnect`` handler runs with ``"server disconnect"``."""
+        socket = self.sockets.get(sid)
+        if socket is None or (namespace is not None and socket.namespace != namespace):
+            return
+        socket.send_packet(Packet(PacketType.DISCONNECT, socket.namespace))
+        self._detach(socket)
+        socket.connection.session.schedule(self._finish_disconnect, socket, Reason.SERVER_DISCONNECT)
+
+    # -- runtime --------------------------------------------------------
+
+    def handle_request(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """The WSGI application of the Socket.IO endpoint (mount it with ``WSGIApp``)."""
+        return self.eio.handle_request(environ, start_response)
+
+    def start_background_task(self, target: Callable[..., Any], *args: Any, **kwargs: Any) -> gevent.Greenlet:
+        return gevent.spawn(target, *args, **kwargs)
+
+    def sleep(self, seconds: float = 0) -> None:
+        gevent.sleep(seconds)
+
+    def shutdown(self) -> None:
+        """Disconnect every client and stop their greenlets."""
+        self.eio.shutdown()
+
+    # -- engine listener ------------------------------------------------
+
+    def on_connect(self, session: Session) -> None:
+        self.connections[session.sid] = Connection(session, self)
+
+    def on_message(self, session: Session, data: str | bytes) -> None:
+        conn = self.connections.get(session.sid)
+        if conn is None:
+            return
+        packet = conn.feed(data)
+        if packet is None:
+            return
+        t = packet.type
+        if t is PacketType.EVENT or t is PacketType.BINARY_EVENT:
+            if packet.data[0] in RESERVED_EVENTS:
+                logger.warning("session %s: client emitted reserved event %r; closing",
+                               session.sid, packet.data[0])
+                session.close("parse error")
+                return
+            session.run_ordered(self._handle_event, conn, packet)
+        elif t is PacketType.ACK or t is PacketType.BINARY_ACK:
+            socket = conn.sockets.get(packet.namespace)
+            ack = socket.acks.pop(packet.id, None) if socket is not None else None
+            if ack is not None:
+                ack.resolve(packet.data)
+        elif t is PacketType.CONNECT:
+            session.run_ordered(self._handle_connect, conn, packet)
+        elif t is PacketType.DISCONNECT:
+            socket = conn.sockets.get(packet.namespace)
+            if socket is not None:
+                self._detach(socket)
+                session.run_ordered(self._finish_disconnect, socket, Reason.CLIENT_DISCONNECT)
+        else:
+            logger.warning("session %s: client sent a %s packet; closing", session.sid, t.name)
+            session.close("parse error")
+
+    def on_close(self, session: Session, reason: str) -> None:
+        conn = self.connections.pop(session.sid, None)
+        if conn is None:
+            return
+        conn.connect_timer.stop()
+        why = _ENGINE_REASONS.get(reason, reason)
+        for socket in list(conn.sockets.values()):
+            self._detach(socket)
+            self._finish_disconnect(socket, why)
+
+    # -- packet handling (on the session's dispatcher) ------------------
+
+    def _namespace_accepted(self, nsp: str) -> bool:
+        if self._accept_any or nsp in self.handlers or nsp in self.class_namespaces or "*" in self.handlers:
+            return True
+        for accepted in self._accepted:
+            if accepted == nsp:
+                return True
+            if isinstance(accepted, re.Pattern) and accepted.fullmatch(nsp):
+                return True
+            if callable(accepted) and accepted(nsp):
+                return True
+        return False
+
+    def _handle_connect(self, conn: Connection, packet: Packet) -> None:
+        nsp = packet.namespace
+        session = conn.session
+        existing = conn.sockets.get(nsp)
+        if existing is not None:
+            session.send_frames(to_frames(Packet(PacketType.CONNECT, nsp, {"sid": existing.sid})))
+            return
+        if not self._namespace_accepted(nsp):
+            logger.info("session %s: refused unknown namespace %r", session.sid, nsp)
+            session.send_frames(to_frames(Packet(PacketType.CONNECT_ERROR, nsp, {"message": "Invalid namespace"})))
+            return
+        conn.connect_timer.stop()
+        socket = Socket(secrets.token_urlsafe(15), nsp, conn)
+        conn.sockets[nsp] = socket
+        self.sockets[socket.sid] = socket
+        self._adapter(nsp).add_socket(socket)
+        refusal: dict | None = None
+        try:
+            result = self._trigger(nsp, "connect", socket.sid, [session.environ], extra=packet.data)
+            if result is False:
+                refusal = {"message": "Connection rejected by server"}
+        except ConnectionRefusedError as exc:
+            refusal = {"message": exc.message}
+            if exc.data is not None:
+                refusal["data"] = exc.data
+        except Exception:
+            logger.exception("connect handler of %r failed; refusing the connection", nsp)
+            refusal = {"message": "Connection rejected by server"}
+        if refusal is not None:
+            self._detach(socket)
+            self._adapter(nsp).remove_socket(socket.sid)
+            session.send_frames(to_frames(Packet(PacketType.CONNECT_ERROR, nsp, refusal)))
+            return
+        if conn.sockets.get(nsp) is socket:  # the handler may have disconnected it
+            session.send_frames(to_frames(Packet(PacketType.CONNECT, nsp, {"sid": socket.sid})))
+            socket.mark_connected()
+
+    def _handle_event(self, conn: Connection, packet: Packet) -> None:
+        socket = conn.sockets.get(packet.namespace)
+        if socket is None:
+            return
+        event, *args = packet.data
+        result = self._trigger(packet.namespace, event, socket.sid, args)
+        if packet.id is not None and result is not _NOT_HANDLED:
+            socket.send_packet(Packet(PacketType.ACK, packet.namespace, _args_of(result), packet.id))
+
+    def _detach(self, socket: Socket) -> None:
+        """Stop routing packets to and from ``socket``; its rooms go in ``_finish_disconnect``."""
+        conn = socket.connection
+        if conn.sockets.get(socket.namespace) is socket:
+            del conn.sockets[socket.namespace]
+        self.sockets.pop(socket.sid, None)
+
+    def _finish_disconnect(self, socket: Socket, reason: str) -> None:
+        # The handler runs while the socket is still in its rooms, as in python-socketio.
+        try:
+            if socket.connected:
+                self._trigger(socket.namespace, "disconnect", socket.sid, [], extra=reason)
+        except Exception:
+            logger.exception("disconnect handler of %r failed", socket.namespace)
+        finally:
+            adapter = self.adapters.get(socket.namespace)
+            if adapter is not None:
+                adapter.remove_socket(socket.sid)
+            socket.drop_acks()
+
+    def _trigger(self, nsp: str, event: str, sid: str, args: list, extra: Any = _NOT_HANDLED) -> Any:
+        """Run the handler of ``event`` in ``nsp``; ``_NOT_HANDLED`` if there is none.
+
+        ``extra`` is the optional last argument of connect (auth) and disconnect
+        (reason), passed only to handlers whose signature takes it.
+        """
+        class_ns = self.class_namespaces.get(nsp)
+        if class_ns is not None:
+            fn = class_ns.handler_for(event)
+            if fn is not None:
+                return _call(fn, [sid, *args], extra)
+        specific = self.handlers.get(nsp)
+        if specific is not None:
+            fn = specific.get(event)
+            if fn is not None:
+                return _call(fn, [sid, *args], extra, specific.arity[event])
+            fn = specific.get("*")
+            if fn is not None and extra is _NOT_HANDLED:
+                return fn(event, sid, *args)
+        catch_all = self.handlers.get("*")
+        if catch_all is not None:
+            fn = catch_all.get(event)
+            if fn is not None:
+                return _call(fn, [nsp, sid, *args], extra, catch_all.arity[event])
+            fn = catch_all.get("*")
+            if fn is not None and extra is _NOT_HANDLED:
+                return fn(event, nsp, sid, *args)
+        return _NOT_HANDLED
+
+
+def _call(fn: Callable[..., Any], args: list, extra: Any, arity: int | None = None) -> Any:
+    if extra is not _NOT_HANDLED:
+        if arity is None:
+            from .namespace import positional_arity
+            arity = positional_arity(fn)
+        if arity > len(args):
+            return fn(*args, extra)
+    return fn(*args)

@@ -1,0 +1,118 @@
+"""WSGI integration: route Socket.IO beside an existing app, and serve with gevent."""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+import os
+import socket
+from typing import Any, Callable, Iterable
+
+from gevent.pywsgi import WSGIServer
+from geventwebsocket.handler import WebSocketHandler
+
+logger = logging.getLogger("geventsio")
+
+WSGIAppType = Callable[[dict, Callable[..., Any]], Iterable[bytes]]
+
+
+class WSGIApp:
+    """Serve ``server`` under ``/<socketio_path>/`` and hand every other request to ``wsgi_app``.
+
+    ``server`` is a ``geventsio.Server`` or a ``geventsio.engine.Server``.
+    ``static_files`` maps URL paths to files (``{"/": "index.html"}``) or, for a
+    path ending in ``/``, to directories (``{"/static/": "static"}``).
+    """
+
+    def __init__(
+        self,
+        server: Any,
+        wsgi_app: WSGIAppType | None = None,
+        static_files: dict[str, str] | None = None,
+        socketio_path: str = "socket.io",
+    ):
+        self.server = server
+        self.wsgi_app = wsgi_app
+        self.static_files = dict(static_files or {})
+        path = "/" + socketio_path.strip("/")
+        self._exact = path
+        self._prefix = path + "/"
+
+    def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith(self._prefix) or path == self._exact:
+            return self.server.handle_request(environ, start_response)
+        if self.static_files:
+            found = self._static_file(path)
+            if found is not None:
+                return _send_file(found, start_response)
+        if self.wsgi_app is not None:
+            return self.wsgi_app(environ, start_response)
+        start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", "9")])
+        return [b"Not Found"]
+
+    def _static_file(self, path: str) -> str | None:
+        exact = self.static_files.get(path)
+        if exact is not None and not path.endswith("/") or path == "/" and exact is not None:
+            return exact
+        for prefix, target in self.static_files.items():
+            if prefix.endswith("/") and prefix != "/" and path.startswith(prefix):
+                root = os.path.realpath(target)
+                candidate = os.path.realpath(os.path.join(root, path[len(prefix):] or "index.html"))
+                # Never serve a file outside the configured directory.
+                if candidate.startswith(root + os.sep) and os.path.isfile(candidate):
+                    return candidate
+        return None
+
+
+def _send_file(filename: str, start_response: Callable[..., Any]) -> Iterable[bytes]:
+    try:
+        with open(filename, "rb") as f:
+            body = f.read()
+    except OSError:
+        start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", "9")])
+        return [b"Not Found"]
+    ctype = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+    start_response("200 OK", [("Content-Type", ctype), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+class Handler(WebSocketHandler):
+    """gevent-websocket's handler, plus what geventsio needs from each connection.
+
+    - TCP_NODELAY: a polling response leaves in two writes (headers, body), and
+      with Nagle's algorithm the second one waits for the client's delayed ACK
+      (~40 ms per poll).
+    - ``environ["geventsio.socket"]``: lets a parked poll notice a client that left.
+    """
+
+    def handle(self) -> None:
+        try:
+            self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass
+        super().handle()
+
+    def get_environ(self) -> dict:
+        environ = super().get_environ()
+        environ["geventsio.socket"] = self.socket
+        return environ
+
+    def log_request(self) -> None:
+        # Parked polls and WebSockets make per-request access lines noise;
+        # pass log=... to make_server to get them anyway.
+        if self.server.log is not None and "101" not in str(self.status):
+            super(WebSocketHandler, self).log_request()
+
+
+def make_server(app: WSGIAppType, host: str = "127.0.0.1", port: int = 5000,
+                log: Any = None, **kwargs: Any) -> WSGIServer:
+    """A gevent WSGI server with WebSocket support for ``app``; call ``start()`` or ``serve_forever()``."""
+    return WSGIServer((host, port), app, handler_class=Handler, log=log, **kwargs)
+
+
+def serve(app: WSGIAppType, host: str = "127.0.0.1", port: int = 5000, **kwargs: Any) -> None:
+    """Serve ``app`` until interrupted: both Engine.IO transports, upgrade included."""
+    server = make_server(app, host, port, **kwargs)
+    logger.info("geventsio serving on http://%s:%d", host, server.server_port)
+    server.serve_forever()
