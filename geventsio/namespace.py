@@ -57,13 +57,20 @@ class Namespace:
     def __init__(self, namespace: str | None = None):
         self.namespace = namespace or "/"
         self.server: "Server | None" = None
+        self._handlers: dict[str, tuple[Callable[..., Any] | None, int]] = {}
 
     def _set_server(self, server: "Server") -> None:
         self.server = server
 
-    def handler_for(self, event: str) -> Callable[..., Any] | None:
-        """The bound ``on_<event>`` method, if the class defines one."""
-        return getattr(self, "on_" + event, None) if event.isidentifier() else None
+    def handler_for(self, event: str) -> tuple[Callable[..., Any] | None, int]:
+        """The bound ``on_<event>`` method (None if the class has none) and its arity."""
+        found = self._handlers.get(event)
+        if found is None:
+            fn = getattr(self, "on_" + event, None) if event.isidentifier() else None
+            found = (fn, positional_arity(fn) if fn is not None else 0)
+            if len(self._handlers) < 1000:  # event names come from clients: bound the cache
+                self._handlers[event] = found
+        return found
 
     def _srv(self) -> "Server":
         if self.server is None:

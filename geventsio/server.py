@@ -47,8 +47,7 @@ class Reason:
 
 
 _ENGINE_REASONS = {
-    "forced close": Reason.CLIENT_DISCONNECT,
-    "forced server close": Reason.SERVER_DISCONNECT,
+    "forced close": Reason.SERVER_DISCONNECT,
     "ping timeout": Reason.PING_TIMEOUT,
     "transport close": Reason.TRANSPORT_CLOSE,
     "transport error": Reason.TRANSPORT_ERROR,
@@ -139,7 +138,7 @@ class Server:
         return register(handler) if handler is not None else register
 
     def event(self, *args: Any, **kwargs: Any) -> Any:
-        """Decorator registering a handler named after the function: ``@sio.event`` or ``@sio.event(namespace=...)``."""
+        """Register a handler named after the function: ``@sio.event`` or ``@sio.event(namespace=...)``."""
         if len(args) == 1 and not kwargs and callable(args[0]):
             return self.on(args[0].__name__, args[0])
 
@@ -216,7 +215,10 @@ class Server:
         return len(targets)
 
     def to(self, room: Any, namespace: str | None = None) -> BroadcastOperator:
-        """A broadcast to ``room`` (a name or list): chain ``.to``, ``.except_``, ``.timeout``, then ``.emit`` or ``.call``."""
+        """A broadcast to ``room`` (a name or list).
+
+        Chain ``.to``, ``.except_``, ``.timeout``, then ``.emit`` or ``.call``.
+        """
         return BroadcastOperator(self, namespace or "/").to(room)
 
     in_ = to
@@ -285,7 +287,7 @@ class Server:
         return self.eio.transport(socket.connection.session.sid) if socket is not None else None
 
     def disconnect(self, sid: str, namespace: str | None = None, **kwargs: Any) -> None:
-        """Disconnect a client from a namespace; its ``disconnect`` handler runs with ``"server disconnect"``."""
+        """Disconnect a client from a namespace; its handler gets the reason ``"server disconnect"``."""
         socket = self.sockets.get(sid)
         if socket is None or (namespace is not None and socket.namespace != namespace):
             return
@@ -378,7 +380,8 @@ class Server:
             return
         if not self._namespace_accepted(nsp):
             logger.info("session %s: refused unknown namespace %r", session.sid, nsp)
-            session.send_frames(to_frames(Packet(PacketType.CONNECT_ERROR, nsp, {"message": "Invalid namespace"})))
+            refusal = {"message": "Invalid namespace"}
+            session.send_frames(to_frames(Packet(PacketType.CONNECT_ERROR, nsp, refusal)))
             return
         conn.connect_timer.stop()
         socket = Socket(secrets.token_urlsafe(15), nsp, conn)
@@ -443,9 +446,9 @@ class Server:
         """
         class_ns = self.class_namespaces.get(nsp)
         if class_ns is not None:
-            fn = class_ns.handler_for(event)
+            fn, arity = class_ns.handler_for(event)
             if fn is not None:
-                return _call(fn, [sid, *args], extra)
+                return _call(fn, [sid, *args], extra, arity)
         specific = self.handlers.get(nsp)
         if specific is not None:
             fn = specific.get(event)
@@ -465,11 +468,7 @@ class Server:
         return _NOT_HANDLED
 
 
-def _call(fn: Callable[..., Any], args: list, extra: Any, arity: int | None = None) -> Any:
-    if extra is not _NOT_HANDLED:
-        if arity is None:
-            from .namespace import positional_arity
-            arity = positional_arity(fn)
-        if arity > len(args):
-            return fn(*args, extra)
+def _call(fn: Callable[..., Any], args: list, extra: Any, arity: int) -> Any:
+    if extra is not _NOT_HANDLED and arity > len(args):
+        return fn(*args, extra)
     return fn(*args)

@@ -131,8 +131,10 @@ def respond(
     such connections without telling the client, and a client that reuses the
     dead socket then fails its next request.
     """
-    out = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
-    out += headers
+    if status == 204:
+        out = list(headers)  # a 204 carries neither a body nor its length
+    else:
+        out = [("Content-Type", content_type), ("Content-Length", str(len(body)))] + headers
     if request.client_wants_close and not any(k == "Connection" for k, _ in headers):
         out.append(("Connection", "close"))
     start_response(_STATUS_TEXT.get(status, f"{status} Error"), out)

@@ -43,7 +43,8 @@ class Packet:
 # Frames that carry no payload are interned: the heartbeat and upgrade paths
 # send them constantly, and decoding them should not allocate.
 _TYPE_CHARS = "0123456"
-_BARE = {str(int(t)): Packet(t) for t in PacketType}
+_BARE = {str(int(t)): Packet(t) for t in PacketType if t is not PacketType.MESSAGE}
+_BARE["4"] = Packet(PacketType.MESSAGE, "")  # an empty message is an empty string, not no data
 
 PING_FRAME = "2"
 PONG_FRAME = "3"

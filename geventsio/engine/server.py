@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterable, Protocol
 
 from . import http, transports
 from .packet import Frame, message_frame
-from .session import REASON_SERVER_CLOSE, Session, State
+from .session import REASON_FORCED_CLOSE, Session, State
 from .websocket import CLOSE_POLICY_VIOLATION, WebSocket
 
 logger = logging.getLogger("geventsio.engine")
@@ -135,12 +135,12 @@ class Server:
         targets = [self.sessions.get(sid)] if sid is not None else list(self.sessions.values())
         for session in targets:
             if session is not None:
-                session.close(REASON_SERVER_CLOSE)
+                session.close(REASON_FORCED_CLOSE)
 
     def transport(self, sid: str) -> str | None:
         """The name of the session's current transport, or None if it is gone."""
         session = self.sessions.get(sid)
-        if session is None:
+        if session is None or session.closed:
             return None
         return "websocket" if session.state is State.WEBSOCKET else "polling"
 
@@ -197,7 +197,8 @@ class Server:
                 return []
             return self._polling_handshake(request, start_response, cors)
         session = self.sessions.get(sid)
-        if session is None:
+        if session is None or (session.closed and (ws is not None or request.method != "GET")):
+            # A closed session lingers only for one GET to collect its close packet.
             logger.info("request for unknown session %r", sid[:40])
             return refuse(http.UNKNOWN_SID)
         if ws is not None:
@@ -221,7 +222,7 @@ class Server:
             self.listener.on_connect(session)
         except Exception:
             logger.exception("connect handler failed; closing session %s", sid)
-            session.close(REASON_SERVER_CLOSE)
+            session.close(REASON_FORCED_CLOSE)
             return None
         return session
 

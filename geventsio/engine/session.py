@@ -40,10 +40,9 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
-# Reasons reported to the layer above, with Node's wording where Node has one.
-REASON_CLIENT_CLOSE = "forced close"  # the client sent a close packet
-REASON_SERVER_CLOSE = "forced server close"
-REASON_TRANSPORT_CLOSE = "transport close"
+# Reasons reported to the layer above, in Node's engine.io wording where it has one.
+REASON_TRANSPORT_CLOSE = "transport close"  # the client closed, or its connection ended
+REASON_FORCED_CLOSE = "forced close"  # the server closed the session
 REASON_TRANSPORT_ERROR = "transport error"
 REASON_PING_TIMEOUT = "ping timeout"
 REASON_PARSE_ERROR = "parse error"
@@ -143,7 +142,9 @@ class Session:
         elif t is PacketType.PONG:
             self._pong.set()
         elif t is PacketType.CLOSE:
-            self.close(REASON_CLIENT_CLOSE)
+            if self.polling_get_active:
+                self._frames.append(NOOP_FRAME)  # releases the parked poll
+            self.close(REASON_TRANSPORT_CLOSE)
         elif t is PacketType.NOOP:
             pass
         else:
@@ -183,6 +184,16 @@ class Session:
                                      getattr(fn, "__qualname__", fn))
         finally:
             self._dispatcher = None
+
+    def join_dispatcher(self, timeout: float | None = None) -> bool:
+        """Wait until every queued handler call has run; False if ``timeout`` passed first."""
+        deadline = None if timeout is None else gevent.get_hub().loop.now() + timeout
+        while self._dispatcher is not None:
+            left = None if deadline is None else deadline - gevent.get_hub().loop.now()
+            if left is not None and left <= 0:
+                return False
+            self._dispatcher.join(left)
+        return True
 
     # -- heartbeat ------------------------------------------------------
 
@@ -238,29 +249,34 @@ class Session:
 
     # -- closing --------------------------------------------------------
 
-    def close(self, reason: str = REASON_SERVER_CLOSE) -> None:
+    def close(self, reason: str = REASON_FORCED_CLOSE) -> None:
         """Close the session once, from any greenlet; later calls do nothing.
 
         Queued frames still reach a live transport, followed by a close packet
-        when the server is the one closing. The layer above hears of the close
-        exactly once, after the messages received before it.
+        unless the client is the one that closed. After ``disconnect()`` a
+        polling session stays reachable by its sid until one more GET has
+        collected them (or ``close_flush_timeout`` passes). The layer above
+        hears of the close exactly once, after the messages received before it.
         """
         if self.state is State.CLOSED:
             return
+        was_polling = self.state is not State.WEBSOCKET
         self.close_reason = reason
-        if reason == REASON_CLIENT_CLOSE:
-            # The client asked; a parked poll is just released.
-            if self.state is not State.WEBSOCKET:
-                self._frames.append(NOOP_FRAME)
-        elif reason not in (REASON_TRANSPORT_CLOSE, REASON_TRANSPORT_ERROR):
+        if reason != REASON_TRANSPORT_CLOSE:
             self._frames.append(CLOSE_FRAME)
         self._set_state(State.CLOSED)
         self._inbox_room.set()
-        self.server._forget(self)
         current = gevent.getcurrent()
         if self._heartbeat is not current:
             self._heartbeat.kill(block=False)
         self._pong.set()
+        if not self.polling_get_active:
+            if was_polling and reason == REASON_FORCED_CLOSE:
+                # As Node's engine.io does: the next GET collects the close packet.
+                timer = gevent.get_hub().loop.timer(self.server.close_flush_timeout)
+                timer.start(self.server._forget, self)
+            else:
+                self.server._forget(self)
         writer = self._writer
         if writer is not None and writer is not current:
             # The writer flushes what is queued and exits; a client that does not

@@ -25,7 +25,6 @@ from .packet import (
 )
 from .session import (
     REASON_PARSE_ERROR,
-    REASON_SERVER_CLOSE,
     REASON_TRANSPORT_CLOSE,
     REASON_TRANSPORT_ERROR,
     Session,
@@ -95,7 +94,7 @@ def polling_get(server: "Server", session: Session, request: http.Request, start
     """Answer a long-polling GET with every frame queued, waiting until there is one."""
     if session.polling_get_active:
         logger.warning("session %s: a second concurrent poll; closing the session", session.sid)
-        session.close(REASON_SERVER_CLOSE)
+        session.close(REASON_TRANSPORT_ERROR)
         return http.error(start_response, request, http.BAD_REQUEST, headers)
     if session.state is State.UPGRADING:
         return http.respond(start_response, request, 200, NOOP_FRAME.encode(), headers)
@@ -124,6 +123,8 @@ def polling_get(server: "Server", session: Session, request: http.Request, start
         session.polling_get_active = False
         if watch is not None:
             watch.stop()
+        if session.closed:
+            server._forget(session)
     body = encode_payload(frames).encode("utf-8") if frames else NOOP_FRAME.encode()
     return http.respond(start_response, request, 200, body, headers)
 
@@ -133,7 +134,7 @@ def polling_post(server: "Server", session: Session, request: http.Request, star
     """Feed the packets of a POST body to the session."""
     if session.polling_post_active:
         logger.warning("session %s: a second concurrent POST; closing the session", session.sid)
-        session.close(REASON_SERVER_CLOSE)
+        session.close(REASON_TRANSPORT_ERROR)
         return http.error(start_response, request, http.BAD_REQUEST, headers)
     session.polling_post_active = True
     try:

@@ -40,6 +40,12 @@ class MessageTooBig(ProtocolError):
     """A message announced more bytes than ``max_message_size``."""
 
 
+def _valid_close_code(code: int) -> bool:
+    """Codes a peer may put on the wire (RFC 6455 7.4): 1005, 1006, 1015 are never sent."""
+    return code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014) \
+        or 3000 <= code < 5000
+
+
 def _unmask(payload: bytes, mask: bytes) -> bytes:
     n = len(payload)
     if not n:
@@ -189,8 +195,15 @@ class WebSocket:
         if op == OP_PONG:
             return False
         if op == OP_CLOSE:
-            code = _U16.unpack(payload[:2])[0] if len(payload) >= 2 else CLOSE_NORMAL
-            self.close(code if 1000 <= code < 5000 else CLOSE_PROTOCOL_ERROR)
+            if len(payload) == 1:
+                code = CLOSE_PROTOCOL_ERROR
+            elif not payload:
+                code = CLOSE_NORMAL
+            else:
+                code = _U16.unpack(payload[:2])[0]
+                if not _valid_close_code(code):
+                    code = CLOSE_PROTOCOL_ERROR
+            self.close(code)
             return True
         raise ProtocolError(f"unknown control opcode {op}")
 
