@@ -5,9 +5,8 @@ runs ``tests/interop/eio_client.mjs`` under Node in a subprocess (cooperative,
 since conftest monkey-patches the standard library) and checks both what the
 client printed (one JSON line) and what the server's handlers saw.
 
-The JavaScript dependencies come from ``tests/interop/package-lock.json``; CI
-installs them with ``npm ci --prefix tests/interop``. Without that install the
-module is skipped locally, but fails under CI (``CI`` set in the environment).
+The JavaScript dependencies come from ``tests/interop/package-lock.json``,
+installed on first use by ``node_support.require_npm_packages``.
 """
 
 from __future__ import annotations
@@ -15,13 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import gevent.event
 import pytest
+from node_support import require_npm_packages
 
 from geventsio.engine.session import (
     REASON_FORCED_CLOSE,
@@ -31,7 +30,6 @@ from geventsio.engine.session import (
 INTEROP_DIR = Path(__file__).resolve().parent / "interop"
 CLIENT_SCRIPT = INTEROP_DIR / "eio_client.mjs"
 CLIENT_PACKAGE = INTEROP_DIR / "node_modules" / "engine.io-client" / "package.json"
-INSTALL_COMMAND = "npm ci --prefix tests/interop"
 
 # What eio_client.mjs sends in the echo scenario (keep in step with the script).
 TEXT = "hello from node: héllo wörld ✓ 🚀"
@@ -49,29 +47,11 @@ CLIENT_TIMEOUT_MS = 10_000  # the script gives up (with a JSON error) after this
 DISCONNECT_TIMEOUT = 10  # seconds to wait for the server's disconnect handler
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def _missing_prerequisite() -> str | None:
-    if shutil.which("node") is None:
-        return "node is not on PATH (Node 20 runs the engine.io-client interop tests)"
-    if not CLIENT_PACKAGE.is_file():
-        return (f"tests/interop/node_modules is not installed; run `{INSTALL_COMMAND}` "
-                f"to run the engine.io-client interop tests")
-    return None
-
-
-_MISSING = _missing_prerequisite()
-if _MISSING is not None and not _in_ci():
-    pytest.skip(_MISSING, allow_module_level=True)
+require_npm_packages(INTEROP_DIR)
 
 
 @pytest.fixture(autouse=True)
 def _require_node_client() -> None:
-    """Under CI the JavaScript client is mandatory: a missing install is a failure."""
-    if _MISSING is not None:
-        pytest.fail(f"CI is set but {_MISSING}", pytrace=False)
     version = json.loads(CLIENT_PACKAGE.read_text())["version"]
     assert version.split(".")[0] == "6", f"expected engine.io-client 6.x, found {version}"
 
@@ -85,7 +65,8 @@ class Recorder:
     def __init__(self, server: Any, echo: bool = True):
         self.server = server
         self.echo = echo
-        self.events: list[tuple] = []  # ("connect", sid) / ("message", sid, data) / ("disconnect", sid, reason)
+        # ("connect", sid) / ("message", sid, data) / ("disconnect", sid, reason)
+        self.events: list[tuple] = []
         self.disconnected = gevent.event.Event()
         server.on("connect", self.on_connect)
         server.on("message", self.on_message)
