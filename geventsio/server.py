@@ -291,8 +291,9 @@ class Server:
         socket = self.sockets.get(sid)
         if socket is None or (namespace is not None and socket.namespace != namespace):
             return
+        if not self._detach(socket):
+            return  # already on its way out
         socket.send_packet(Packet(PacketType.DISCONNECT, socket.namespace))
-        self._detach(socket)
         socket.connection.session.schedule(self._finish_disconnect, socket, Reason.SERVER_DISCONNECT)
 
     # -- runtime --------------------------------------------------------
@@ -400,14 +401,17 @@ class Server:
         except Exception:
             logger.exception("connect handler of %r failed; refusing the connection", nsp)
             refusal = {"message": "Connection rejected by server"}
+        if refusal is None and conn.sockets.get(nsp) is not socket:
+            # The connect handler disconnected the client it was admitting.
+            refusal = {"message": "Connection rejected by server"}
         if refusal is not None:
             self._detach(socket)
             self._adapter(nsp).remove_socket(socket.sid)
+            self.sockets.pop(socket.sid, None)
             session.send_frames(to_frames(Packet(PacketType.CONNECT_ERROR, nsp, refusal)))
             return
-        if conn.sockets.get(nsp) is socket:  # the handler may have disconnected it
-            session.send_frames(to_frames(Packet(PacketType.CONNECT, nsp, {"sid": socket.sid})))
-            socket.mark_connected()
+        session.send_frames(to_frames(Packet(PacketType.CONNECT, nsp, {"sid": socket.sid})))
+        socket.mark_connected()
 
     def _handle_event(self, conn: Connection, packet: Packet) -> None:
         socket = conn.sockets.get(packet.namespace)
@@ -418,12 +422,17 @@ class Server:
         if packet.id is not None and result is not _NOT_HANDLED:
             socket.send_packet(Packet(PacketType.ACK, packet.namespace, _args_of(result), packet.id))
 
-    def _detach(self, socket: Socket) -> None:
-        """Stop routing packets to and from ``socket``; its rooms go in ``_finish_disconnect``."""
+    def _detach(self, socket: Socket) -> bool:
+        """Stop routing the client's packets to ``socket``; False if that was done already.
+
+        The socket stays known by its sid (its session, environ and rooms) until
+        ``_finish_disconnect`` has run the disconnect handler.
+        """
         conn = socket.connection
-        if conn.sockets.get(socket.namespace) is socket:
-            del conn.sockets[socket.namespace]
-        self.sockets.pop(socket.sid, None)
+        if conn.sockets.get(socket.namespace) is not socket:
+            return False
+        del conn.sockets[socket.namespace]
+        return True
 
     def _finish_disconnect(self, socket: Socket, reason: str) -> None:
         # The handler runs while the socket is still in its rooms, as in python-socketio.
@@ -436,6 +445,8 @@ class Server:
             adapter = self.adapters.get(socket.namespace)
             if adapter is not None:
                 adapter.remove_socket(socket.sid)
+            if self.sockets.get(socket.sid) is socket:
+                del self.sockets[socket.sid]
             socket.drop_acks()
 
     def _trigger(self, nsp: str, event: str, sid: str, args: list, extra: Any = _NOT_HANDLED) -> Any:
