@@ -32,6 +32,11 @@ logger = logging.getLogger("geventsio")
 
 _NOT_HANDLED = object()
 
+# python-socketio / python-engineio options with nothing to configure here:
+# handlers always run off the reading greenlet, clients are always watched by
+# their heartbeat, and responses are never compressed.
+_NO_OP_OPTIONS = ("async_handlers", "monitor_clients", "http_compression", "compression_threshold")
+
 
 class Reason:
     """Why a socket disconnected, as passed to ``disconnect(sid, reason)`` handlers."""
@@ -87,7 +92,8 @@ class Server:
 
     ``namespaces`` lists the namespaces accepted besides those with handlers:
     names, compiled regular expressions, callables ``f(name) -> bool``, or
-    ``"*"`` for any.
+    ``"*"`` for any. With ``always_connect`` a client is told it is connected
+    before the ``connect`` handler runs, and a refusal disconnects it.
     """
 
     reason = Reason
@@ -100,6 +106,7 @@ class Server:
         namespaces: Any = None,
         connect_timeout: float = 45,
         max_attachments: int = 10,
+        always_connect: bool = False,
         async_mode: str | None = None,
         **engine_options: Any,
     ):
@@ -107,10 +114,15 @@ class Server:
             raise ValueError(f"geventsio runs on gevent only, not async_mode={async_mode!r}")
         if client_manager is not None:
             raise NotImplementedError("only the in-memory client manager exists so far")
+        for name in ("json", "serializer"):
+            if engine_options.pop(name, None) not in (None, "default"):
+                raise NotImplementedError(f"a custom {name} is not supported yet")
+        for name in _NO_OP_OPTIONS:
+            engine_options.pop(name, None)
         _setup_logger("geventsio", logger)
         _setup_logger("geventsio.engine", engineio_logger)
-        engine_options.pop("json", None)
         self.eio = engine.Server(listener=self, **engine_options)
+        self.always_connect = always_connect
         self.connect_timeout = connect_timeout
         self.max_attachments = max_attachments
         if namespaces is None:
@@ -389,6 +401,10 @@ class Server:
         conn.sockets[nsp] = socket
         self.sockets[socket.sid] = socket
         self._adapter(nsp).add_socket(socket)
+        if self.always_connect:
+            # Accepted before the handler runs; a refusal then becomes a disconnect.
+            session.send_frames(to_frames(Packet(PacketType.CONNECT, nsp, {"sid": socket.sid})))
+            socket.mark_connected()
         refusal: dict | None = None
         try:
             result = self._trigger(nsp, "connect", socket.sid, [session.environ], extra=packet.data)
@@ -404,14 +420,18 @@ class Server:
         if refusal is None and conn.sockets.get(nsp) is not socket:
             # The connect handler disconnected the client it was admitting.
             refusal = {"message": "Connection rejected by server"}
+        if refusal is not None and self.always_connect:
+            self.disconnect(socket.sid, nsp)
+            return
         if refusal is not None:
             self._detach(socket)
             self._adapter(nsp).remove_socket(socket.sid)
             self.sockets.pop(socket.sid, None)
             session.send_frames(to_frames(Packet(PacketType.CONNECT_ERROR, nsp, refusal)))
             return
-        session.send_frames(to_frames(Packet(PacketType.CONNECT, nsp, {"sid": socket.sid})))
-        socket.mark_connected()
+        if not socket.connected:
+            session.send_frames(to_frames(Packet(PacketType.CONNECT, nsp, {"sid": socket.sid})))
+            socket.mark_connected()
 
     def _handle_event(self, conn: Connection, packet: Packet) -> None:
         socket = conn.sockets.get(packet.namespace)

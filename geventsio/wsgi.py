@@ -6,7 +6,7 @@ import logging
 import mimetypes
 import os
 import socket
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Union
 
 from gevent.pywsgi import WSGIServer
 from geventwebsocket.handler import WebSocketHandler
@@ -16,24 +16,30 @@ logger = logging.getLogger("geventsio")
 WSGIAppType = Callable[[dict, Callable[..., Any]], Iterable[bytes]]
 
 
+StaticTarget = Union[str, dict]
+
+
 class WSGIApp:
     """Serve ``server`` under ``/<socketio_path>/`` and hand every other request to ``wsgi_app``.
 
     ``server`` is a ``geventsio.Server`` or a ``geventsio.engine.Server``.
-    ``static_files`` maps URL paths to files (``{"/": "index.html"}``) or, for a
-    path ending in ``/``, to directories (``{"/static/": "static"}``).
+    ``static_files`` is python-socketio's mapping of URL paths to files or
+    folders: ``{"/": "index.html", "/static": "./public",
+    "/logo": {"filename": "logo.svg", "content_type": "image/svg+xml"}}``.
     """
 
     def __init__(
         self,
         server: Any,
         wsgi_app: WSGIAppType | None = None,
-        static_files: dict[str, str] | None = None,
+        static_files: dict[str, StaticTarget] | None = None,
         socketio_path: str = "socket.io",
     ):
         self.server = server
         self.wsgi_app = wsgi_app
         self.static_files = dict(static_files or {})
+        # Longest URL prefix first, so "/static/img" wins over "/static".
+        self._static_prefixes = sorted(self.static_files, key=len, reverse=True)
         path = "/" + socketio_path.strip("/")
         self._exact = path
         self._prefix = path + "/"
@@ -45,34 +51,40 @@ class WSGIApp:
         if self.static_files:
             found = self._static_file(path)
             if found is not None:
-                return _send_file(found, start_response)
+                return _send_file(found[0], found[1], start_response)
         if self.wsgi_app is not None:
             return self.wsgi_app(environ, start_response)
         start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", "9")])
         return [b"Not Found"]
 
-    def _static_file(self, path: str) -> str | None:
-        exact = self.static_files.get(path)
-        if exact is not None and not path.endswith("/") or path == "/" and exact is not None:
-            return exact
-        for prefix, target in self.static_files.items():
-            if prefix.endswith("/") and prefix != "/" and path.startswith(prefix):
-                root = os.path.realpath(target)
-                candidate = os.path.realpath(os.path.join(root, path[len(prefix):] or "index.html"))
-                # Never serve a file outside the configured directory.
+    def _static_file(self, path: str) -> tuple[str, str | None] | None:
+        """The file (and content type, if configured) that serves ``path``, if any."""
+        for url in self._static_prefixes:
+            target = self.static_files[url]
+            filename, ctype = (target["filename"], target.get("content_type")) \
+                if isinstance(target, dict) else (target, None)
+            if path == url and not os.path.isdir(filename):
+                return filename, ctype
+            base = url.rstrip("/") + "/"
+            if path == url or path.startswith(base):
+                root = os.path.realpath(filename)
+                rest = path[len(base):] if path.startswith(base) else ""
+                candidate = os.path.realpath(os.path.join(root, rest or "index.html"))
+                # Never serve a file outside the configured folder.
                 if candidate.startswith(root + os.sep) and os.path.isfile(candidate):
-                    return candidate
+                    return candidate, None
         return None
 
 
-def _send_file(filename: str, start_response: Callable[..., Any]) -> Iterable[bytes]:
+def _send_file(filename: str, content_type: str | None,
+               start_response: Callable[..., Any]) -> Iterable[bytes]:
     try:
         with open(filename, "rb") as f:
             body = f.read()
     except OSError:
         start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", "9")])
         return [b"Not Found"]
-    ctype = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+    ctype = content_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
     start_response("200 OK", [("Content-Type", ctype), ("Content-Length", str(len(body)))])
     return [body]
 

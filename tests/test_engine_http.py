@@ -869,3 +869,26 @@ def test_static_files(serve_app, tmp_path) -> None:
         reply = request(rs, path=path)
         assert reply.status == 404, path
         assert b"SECRET" not in reply.body
+
+
+def test_static_files_in_python_socketio_forms(serve_app, tmp_path) -> None:
+    from geventsio import engine
+
+    public = tmp_path / "public"
+    (public / "img").mkdir(parents=True)
+    (public / "app.js").write_text("console.log(1)")
+    (public / "img" / "logo.svg").write_text("<svg/>")
+    (tmp_path / "data.bin").write_bytes(b"\x00\x01")
+    rs = serve_app(engine.Server(), static_files={
+        "/assets": str(public),  # a folder, named without a trailing slash
+        "/assets/img": str(public / "img"),  # the longer prefix wins
+        "/data": {"filename": str(tmp_path / "data.bin"), "content_type": "application/x-demo"},
+    })
+    reply = request(rs, path="/assets/app.js")
+    assert (reply.status, reply.body) == (200, b"console.log(1)")
+    reply = request(rs, path="/assets/img/logo.svg")
+    assert (reply.status, reply.body) == (200, b"<svg/>")
+    reply = request(rs, path="/data")
+    assert (reply.status, reply.body) == (200, b"\x00\x01")
+    assert reply.header("Content-Type") == "application/x-demo"
+    assert request(rs, path="/assetsX/app.js").status == 404

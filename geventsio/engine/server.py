@@ -78,6 +78,7 @@ class Server:
         max_http_buffer_size: int = 1_000_000,
         upgrade_timeout: float = 10,
         transports: Iterable[str] = TRANSPORTS,
+        allow_upgrades: bool = True,
         cors_allowed_origins: str | Iterable[str] | None = None,
         cors_credentials: bool = True,
         allow_request: Callable[[dict], bool] | None = None,
@@ -95,6 +96,7 @@ class Server:
         self.max_http_buffer_size = max_http_buffer_size
         self.upgrade_timeout = upgrade_timeout
         self.transports = tuple(transports)
+        self.allow_upgrades = allow_upgrades
         self.cors = http.Cors(cors_allowed_origins, cors_credentials)
         self.allow_request = allow_request
         self.cookie = {"name": cookie} if isinstance(cookie, str) else cookie
@@ -202,6 +204,8 @@ class Server:
             logger.info("request for unknown session %r", sid[:40])
             return refuse(http.UNKNOWN_SID)
         if ws is not None:
+            if not self.allow_upgrades:
+                return refuse(http.BAD_REQUEST)
             transports.websocket_upgrade(self, session, ws)
             return []
         if session.state is State.WEBSOCKET:
@@ -243,7 +247,8 @@ class Server:
         session = self._open_session(request.environ, State.POLLING)
         if session is None:
             return http.error(start_response, request, http.FORBIDDEN, cors, 403)
-        upgrades = ["websocket"] if "websocket" in self.transports and _can_upgrade(request.environ) else []
+        can_upgrade = self.allow_upgrades and "websocket" in self.transports
+        upgrades = ["websocket"] if can_upgrade and _can_upgrade(request.environ) else []
         headers = list(cors)
         if self.cookie:
             headers.append(("Set-Cookie", _cookie_header(self.cookie, session.sid)))
