@@ -396,7 +396,6 @@ class Server:
             refusal = {"message": "Invalid namespace"}
             session.send_frames(to_frames(Packet(PacketType.CONNECT_ERROR, nsp, refusal)))
             return
-        conn.connect_timer.stop()
         socket = Socket(secrets.token_urlsafe(15), nsp, conn)
         conn.sockets[nsp] = socket
         self.sockets[socket.sid] = socket

@@ -95,6 +95,8 @@ class Socket:
 
     def mark_connected(self) -> None:
         """Send what was held while connecting, then deliver straight to the session."""
+        # Joined a namespace: the connection no longer needs its connect timeout.
+        self.connection.connect_timer.stop()
         send = self.connection.session.send_frames
         if self._held:
             send(self._held)

@@ -54,7 +54,8 @@ def test_polling_and_upgrade_under_gunicorn(gunicorn_port):
     assert handshake["upgrades"] == ["websocket"]
     sid = handshake["sid"]
 
-    assert _request(gunicorn_port, "POST", f"EIO=4&transport=polling&sid={sid}", "4over-polling") == (200, "ok")
+    posted = _request(gunicorn_port, "POST", f"EIO=4&transport=polling&sid={sid}", "4over-polling")
+    assert posted == (200, "ok")
     assert _request(gunicorn_port, "GET", f"EIO=4&transport=polling&sid={sid}") == (200, "4over-polling")
 
     ws = websocket.create_connection(

@@ -209,7 +209,7 @@ MALFORMED = {
     "huge json integer": '2["a",' + "9" * 10_000 + "]",
     "deeply nested json": DEEP,
     "deeply nested object": '0{"a":' * 100_000 + "1" + "}" * 100_000,
-    "placeholder out of range": f'51-["a",{{"_placeholder":true,"num":1}}]',
+    "placeholder out of range": '51-["a",{"_placeholder":true,"num":1}]',
     "placeholder negative": '51-["a",{"_placeholder":true,"num":-1}]',
     "placeholder num string": '51-["a",{"_placeholder":true,"num":"0"}]',
     "placeholder num bool": '51-["a",{"_placeholder":true,"num":true}]',
