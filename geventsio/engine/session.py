@@ -62,12 +62,16 @@ class Session:
         self._frames: deque[Frame] = deque()
         self._queued_bytes = 0
         self._ready = Event()  # set while frames wait or the state changed for a drainer
-        self._pong = Event()
         self._inbox: deque[tuple[Callable[..., Any], tuple]] = deque()
         self._inbox_room = Event()
         self._inbox_room.set()
         self._dispatcher: gevent.Greenlet | None = None
-        self._heartbeat = gevent.spawn(self._run_heartbeat)
+        # The heartbeat is two timers on the event loop, not a greenlet: an idle
+        # connection then costs no greenlet for it.
+        loop = gevent.get_hub().loop
+        self._ping_timer = loop.timer(server.ping_interval)
+        self._pong_timer = loop.timer(server.ping_timeout)
+        self._ping_timer.start(self._send_ping)
         self._writer: gevent.Greenlet | None = None
         self.websocket: "WebSocket | None" = None
         self.polling_get_active = False
@@ -140,7 +144,9 @@ class Session:
             if self.state is not State.CLOSED:
                 self.server.listener.on_message(self, packet.data)
         elif t is PacketType.PONG:
-            self._pong.set()
+            if self._pong_timer.active:
+                self._pong_timer.stop()
+                self._ping_timer.start(self._send_ping)
         elif t is PacketType.CLOSE:
             if self.polling_get_active:
                 self._frames.append(NOOP_FRAME)  # releases the parked poll
@@ -197,16 +203,17 @@ class Session:
 
     # -- heartbeat ------------------------------------------------------
 
-    def _run_heartbeat(self) -> None:
-        interval = self.server.ping_interval
-        timeout = self.server.ping_timeout
-        while self.state is not State.CLOSED:
-            gevent.sleep(interval)
-            self._pong.clear()
+    def _send_ping(self) -> None:
+        # On the event loop: queue the ping (never blocks) and arm the pong deadline.
+        if self.state is not State.CLOSED:
             self.send_frames([PING_FRAME])
-            if not self._pong.wait(timeout) and self.state is not State.CLOSED:
-                logger.info("session %s: no pong within %ss; closing", self.sid, timeout)
-                self.close(REASON_PING_TIMEOUT)
+            self._pong_timer.start(self._pong_missed)
+
+    def _pong_missed(self) -> None:
+        if self.state is not State.CLOSED:
+            logger.info("session %s: no pong within %ss; closing", self.sid, self.server.ping_timeout)
+            # close() may write to a socket: not from the event loop itself.
+            gevent.spawn(self.close, REASON_PING_TIMEOUT)
 
     # -- transports -----------------------------------------------------
 
@@ -267,9 +274,8 @@ class Session:
         self._set_state(State.CLOSED)
         self._inbox_room.set()
         current = gevent.getcurrent()
-        if self._heartbeat is not current:
-            self._heartbeat.kill(block=False)
-        self._pong.set()
+        self._ping_timer.stop()
+        self._pong_timer.stop()
         if not self.polling_get_active:
             if was_polling and reason == REASON_FORCED_CLOSE:
                 # As Node's engine.io does: the next GET collects the close packet.
@@ -282,8 +288,6 @@ class Session:
             # The writer flushes what is queued and exits; a client that does not
             # read gets a bounded grace period, then its socket is cut.
             gevent.spawn_later(self.server.close_flush_timeout, self._cut, writer)
-        elif self.websocket is not None and writer is None:
-            self.websocket.close()
         self.schedule(self.server.listener.on_close, self, reason)
 
     def _cut(self, writer: gevent.Greenlet) -> None:
