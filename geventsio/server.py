@@ -216,7 +216,15 @@ class Server:
         if adapter is None:
             return 0
         if callback is None:
-            return adapter.broadcast(to_frames(Packet(PacketType.EVENT, nsp, data)), rooms, except_rooms)
+            frames = to_frames(Packet(PacketType.EVENT, nsp, data))
+            if len(rooms) == 1 and not except_rooms:
+                # The common reply: to one client by its sid, no set arithmetic.
+                for room in rooms:
+                    socket = adapter.sockets.get(room)
+                    if socket is not None and len(adapter.rooms.get(room, ())) == 1:
+                        socket.deliver(frames)
+                        return 1
+            return adapter.broadcast(frames, rooms, except_rooms)
         # One ack id for the whole broadcast: every client answers to the same id.
         ack_id = next(self._ack_ids)
         frames = to_frames(Packet(PacketType.EVENT, nsp, data, ack_id))

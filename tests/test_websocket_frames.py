@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-from geventsio.engine.websocket import MessageTooBig, WebSocket, encode_frame
+from geventsio.engine.websocket import MessageTooBig, WebSocket, encode_frame, encode_frames
 from geventsio.exceptions import ProtocolError
 
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
@@ -438,9 +438,9 @@ def test_send_writes_one_frame() -> None:
     assert stream.writes == [b"\x81\x064hello", b"\x82\x02\x01\x02"]
 
 
-def test_send_many_writes_every_frame_at_once() -> None:
+def test_encoded_frames_leave_in_one_write() -> None:
     ws, stream = make_ws()
-    ws.send_many(["4a", b"\xff", "2"])
+    ws.write_all(encode_frames(["4a", b"\xff", "2"]))
     assert stream.writes == [b"\x81\x024a" + b"\x82\x01\xff" + b"\x81\x012"]
     assert stream.frames() == [(True, TEXT, b"4a"), (True, BINARY, b"\xff"), (True, TEXT, b"2")]
 
@@ -451,6 +451,8 @@ def test_send_after_close_raises_oserror() -> None:
     with pytest.raises(OSError):
         ws.send("4late")
     with pytest.raises(OSError):
-        ws.send_many(["4late"])
+        ws.write_all(encode_frames(["4late"]))
+    with pytest.raises(OSError):
+        ws.write_nowait(encode_frames(["4late"]))
     assert stream.close_codes() == [1000]
     assert len(stream.writes) == 1

@@ -8,6 +8,7 @@ import secrets
 from typing import Any, Callable, Iterable, Protocol
 
 from . import http, transports
+from .dispatch import WorkerPool
 from .packet import Frame, message_frame
 from .session import REASON_FORCED_CLOSE, Session, State
 from .websocket import CLOSE_POLICY_VIOLATION, WebSocket
@@ -104,6 +105,7 @@ class Server:
         self.max_inbox = max_inbox
         self.close_flush_timeout = close_flush_timeout
         self.sessions: dict[str, Session] = {}
+        self.workers = WorkerPool()
         self.listener: Listener = listener if listener is not None else HandlerListener()
 
     # -- application API ------------------------------------------------

@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING, Any, Callable
 import gevent
 from gevent.event import Event
 
-from .packet import CLOSE_FRAME, NOOP_FRAME, PING_FRAME, Frame, Packet, PacketType
+from .packet import CLOSE_FRAME, NOOP_FRAME, PING_FRAME, Frame, Packet, PacketType, decode_packet
 from ..exceptions import ProtocolError
+
+from .websocket import encode_frames
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import Server
@@ -65,14 +67,18 @@ class Session:
         self._inbox: deque[tuple[Callable[..., Any], tuple]] = deque()
         self._inbox_room = Event()
         self._inbox_room.set()
-        self._dispatcher: gevent.Greenlet | None = None
+        self._dispatcher: Any = None  # the worker greenlet while calls run
+        self._dispatch_done: Event | None = None  # created only for join_dispatcher
         # The heartbeat is two timers on the event loop, not a greenlet: an idle
         # connection then costs no greenlet for it.
         loop = gevent.get_hub().loop
+        self._loop = loop
         self._ping_timer = loop.timer(server.ping_interval)
         self._pong_timer = loop.timer(server.ping_timeout)
         self._ping_timer.start(self._send_ping)
-        self._writer: gevent.Greenlet | None = None
+        self._writer: gevent.Greenlet | None = None  # only while a write would block
+        self._pending = b""  # bytes of a write the socket did not take yet
+        self._flush_scheduled = False
         self.websocket: "WebSocket | None" = None
         self.polling_get_active = False
         self.polling_post_active = False
@@ -104,14 +110,17 @@ class Session:
             size += len(f)
         self._frames.extend(frames)
         self._queued_bytes += size
-        if self._queued_bytes > self.server.max_queued_bytes:
+        if self._queued_bytes + len(self._pending) > self.server.max_queued_bytes:
             logger.warning(
                 "session %s: %d bytes queued for a client that is not reading; closing it "
                 "(limit max_queued_bytes=%d)", self.sid, self._queued_bytes,
                 self.server.max_queued_bytes)
             self.close(REASON_BUFFER_FULL)
             return False
-        self._ready.set()
+        if self.state is State.WEBSOCKET:
+            self._schedule_flush()
+        else:
+            self._ready.set()
         return True
 
     def drain(self) -> list[Frame]:
@@ -136,6 +145,18 @@ class Session:
             self._ready.wait()
 
     # -- incoming -------------------------------------------------------
+
+    def receive_frame(self, frame: Frame) -> None:
+        """Handle one WebSocket frame; messages skip the packet object (the hot path)."""
+        if type(frame) is str:
+            if frame[:1] != "4":
+                self.receive(decode_packet(frame))
+                return
+            data: Frame = frame[1:]
+        else:
+            data = frame
+        if self.state is not State.CLOSED:
+            self.server.listener.on_message(self, data)
 
     def receive(self, packet: Packet) -> None:
         """Handle one packet from the client's current transport (on the reading greenlet)."""
@@ -173,7 +194,7 @@ class Session:
         """Like ``run_ordered`` but never waits: for timers and the session's own close."""
         self._inbox.append((fn, args))
         if self._dispatcher is None:
-            self._dispatcher = gevent.spawn(self._dispatch)
+            self._dispatcher = self.server.workers.run(self._dispatch)
 
     def _dispatch(self) -> None:
         inbox = self._inbox
@@ -190,15 +211,21 @@ class Session:
                                      getattr(fn, "__qualname__", fn))
         finally:
             self._dispatcher = None
+            done = self._dispatch_done
+            if done is not None:
+                self._dispatch_done = None
+                done.set()
 
     def join_dispatcher(self, timeout: float | None = None) -> bool:
         """Wait until every queued handler call has run; False if ``timeout`` passed first."""
-        deadline = None if timeout is None else gevent.get_hub().loop.now() + timeout
+        deadline = None if timeout is None else self._loop.now() + timeout
         while self._dispatcher is not None:
-            left = None if deadline is None else deadline - gevent.get_hub().loop.now()
+            left = None if deadline is None else deadline - self._loop.now()
             if left is not None and left <= 0:
                 return False
-            self._dispatcher.join(left)
+            if self._dispatch_done is None:
+                self._dispatch_done = Event()
+            self._dispatch_done.wait(left)
         return True
 
     # -- heartbeat ------------------------------------------------------
@@ -229,30 +256,57 @@ class Session:
             self._set_state(State.POLLING)
 
     def attach_websocket(self, ws: "WebSocket") -> None:
-        """Make ``ws`` the transport: from now on a writer greenlet drains the queue."""
+        """Make ``ws`` the transport; what polling had queued goes out first."""
         self.websocket = ws
         self._set_state(State.WEBSOCKET)
-        self._writer = gevent.spawn(self._run_writer, ws)
+        self._schedule_flush()
 
-    def _run_writer(self, ws: "WebSocket") -> None:
-        frames = self._frames
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled and self._writer is None:
+            self._flush_scheduled = True
+            self._loop.run_callback(self._flush)
+
+    def _flush(self) -> None:
+        """Write everything queued, once the greenlets that queued it have yielded.
+
+        Runs on the event loop: every frame queued during one turn of the
+        loop leaves in one write, with no greenlet switch. Only when the
+        socket does not take it all does a writer greenlet finish the job.
+        """
+        self._flush_scheduled = False
+        ws = self.websocket
+        if self._writer is not None or ws is None:
+            return
+        data = self._pending + encode_frames(self.drain())
+        self._pending = b""
         try:
-            while True:
-                if not frames:
-                    if self.state is State.CLOSED:
-                        break
-                    self._ready.clear()
-                    self._ready.wait()
-                    continue
-                batch = self.drain()
-                if len(batch) == 1:
-                    ws.send(batch[0])
-                else:
-                    ws.send_many(batch)
+            written = ws.write_nowait(data) if data else 0
         except OSError:
             self.close(REASON_TRANSPORT_ERROR)
+            written = len(data)
+        if written < len(data):
+            self._pending = data[written:]
+            self._writer = gevent.spawn(self._run_writer, ws)
+        elif self.state is State.CLOSED:
+            gevent.spawn(ws.close)
+
+    def _run_writer(self, ws: "WebSocket") -> None:
+        """Blocking writes for a client that does not read as fast as we send."""
+        try:
+            while True:
+                data = self._pending + encode_frames(self.drain())
+                if not data:
+                    break
+                self._pending = data  # still counted against max_queued_bytes
+                ws.write_all(data)
+                self._pending = b""
+        except OSError:
+            self._pending = b""
+            self.close(REASON_TRANSPORT_ERROR)
         finally:
-            ws.close()
+            self._writer = None
+            if self.state is State.CLOSED:
+                ws.close()
 
     # -- closing --------------------------------------------------------
 
@@ -283,11 +337,12 @@ class Session:
                 timer.start(self.server._forget, self)
             else:
                 self.server._forget(self)
-        writer = self._writer
-        if writer is not None and writer is not current:
-            # The writer flushes what is queued and exits; a client that does not
-            # read gets a bounded grace period, then its socket is cut.
-            gevent.spawn_later(self.server.close_flush_timeout, self._cut, writer)
+        if self.websocket is not None:
+            if self._writer is None:
+                self._schedule_flush()  # the close packet, then the connection
+            elif self._writer is not current:
+                # A client that does not read gets a bounded grace period.
+                gevent.spawn_later(self.server.close_flush_timeout, self._cut, self._writer)
         self.schedule(self.server.listener.on_close, self, reason)
 
     def _cut(self, writer: gevent.Greenlet) -> None:
@@ -301,4 +356,4 @@ class Session:
         self.close(REASON_SHUTDOWN)
         for g in (self._writer, self._dispatcher):
             if g is not None and g is not gevent.getcurrent():
-                g.kill(block=False)
+                gevent.kill(g)

@@ -189,7 +189,7 @@ def _read_loop(session: Session, ws: WebSocket) -> None:
         # Once the session is closed the reader keeps going (ignoring input)
         # until the writer has flushed and closed the connection.
         try:
-            session.receive(decode_packet(frame))
+            session.receive_frame(frame)
         except ProtocolError as exc:
             logger.warning("session %s: invalid packet (%s); closing the session",
                            session.sid, exc)

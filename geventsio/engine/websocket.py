@@ -71,6 +71,11 @@ def encode_frame(data: str | bytes) -> bytes:
     return frame_header(OP_BINARY, len(data)) + data
 
 
+def encode_frames(messages: Iterable[str | bytes]) -> bytes:
+    """Several server frames as one buffer, for one write."""
+    return b"".join([encode_frame(m) for m in messages])
+
+
 class WebSocket:
     """A server-side WebSocket connection that speaks frames on a byte stream.
 
@@ -85,9 +90,11 @@ class WebSocket:
         write: Callable[[bytes], Any],
         max_message_size: int,
         shutdown: Callable[[], Any] | None = None,
+        send_nowait: Callable[[bytes], int] | None = None,
     ):
         self._read = read
         self._write = write
+        self._send_nowait = send_nowait
         self._shutdown = shutdown
         self._write_lock = Semaphore()
         self.max_message_size = max_message_size
@@ -112,7 +119,11 @@ class WebSocket:
             except OSError:
                 pass
 
-        return cls(stream.read, stream.write, max_message_size, shutdown)
+        # gevent keeps the OS socket non-blocking: its own send() returns what
+        # the kernel took, or raises BlockingIOError, and never waits.
+        raw = getattr(sock, "_sock", None)
+        return cls(stream.read, stream.write, max_message_size, shutdown,
+                   raw.send if raw is not None else None)
 
     def _read_exact(self, n: int) -> bytes:
         data = self._read(n)
@@ -213,15 +224,31 @@ class WebSocket:
 
     def send(self, data: str | bytes) -> None:
         """Send one message. Raises ``OSError`` when the connection is gone."""
-        if self.closed:
-            raise ConnectionError("websocket is closed")
-        self._send_raw(encode_frame(data))
+        self.write_all(encode_frame(data))
 
-    def send_many(self, messages: Iterable[str | bytes]) -> None:
-        """Send several messages with one write: one syscall instead of one per packet."""
+    def write_all(self, data: bytes) -> None:
+        """Write encoded frames, waiting for the socket as long as it takes."""
         if self.closed:
             raise ConnectionError("websocket is closed")
-        self._send_raw(b"".join([encode_frame(m) for m in messages]))
+        self._send_raw(data)
+
+    def write_nowait(self, data: bytes) -> int:
+        """Write what the socket takes now, without waiting; returns how many bytes that was.
+
+        Safe on the event loop itself. 0 while another greenlet holds the
+        connection for a write.
+        """
+        if self.closed:
+            raise ConnectionError("websocket is closed")
+        if self._write_lock.locked():
+            return 0
+        if self._send_nowait is None:
+            self._send_raw(data)
+            return len(data)
+        try:
+            return self._send_nowait(data)
+        except BlockingIOError:
+            return 0
 
     def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
         """Send a close frame (once) and shut the connection down; safe to call twice."""
