@@ -892,3 +892,21 @@ def test_static_files_in_python_socketio_forms(serve_app, tmp_path) -> None:
     assert (reply.status, reply.body) == (200, b"\x00\x01")
     assert reply.header("Content-Type") == "application/x-demo"
     assert request(rs, path="/assetsX/app.js").status == 404
+
+
+def test_pings_keep_their_interval_after_pongs(engine_server) -> None:
+    # Each ping is due ping_interval after the last pong: answering at once must
+    # not make the server ping faster (a restarted timer that fires at once would).
+    interval = 0.2
+    rs = engine_server(ping_interval=interval, ping_timeout=5)
+    ws, _ = ws_open(rs)
+    try:
+        started = gevent.get_hub().loop.now()
+        pings = 0
+        while pings < 4:
+            assert ws.recv() == "2"
+            pings += 1
+            ws.send("3")
+        assert gevent.get_hub().loop.now() - started >= 3 * interval
+    finally:
+        ws.close()

@@ -73,9 +73,8 @@ class Session:
         # connection then costs no greenlet for it.
         loop = gevent.get_hub().loop
         self._loop = loop
-        self._ping_timer = loop.timer(server.ping_interval)
-        self._pong_timer = loop.timer(server.ping_timeout)
-        self._ping_timer.start(self._send_ping)
+        self._ping_timer = self._start_timer(server.ping_interval, self._send_ping)
+        self._pong_timer: Any = None
         self._writer: gevent.Greenlet | None = None  # only while a write would block
         self._pending = b""  # bytes of a write the socket did not take yet
         self._flush_scheduled = False
@@ -165,9 +164,10 @@ class Session:
             if self.state is not State.CLOSED:
                 self.server.listener.on_message(self, packet.data)
         elif t is PacketType.PONG:
-            if self._pong_timer.active:
+            if self._pong_timer is not None:
                 self._pong_timer.stop()
-                self._ping_timer.start(self._send_ping)
+                self._pong_timer = None
+                self._ping_timer = self._start_timer(self.server.ping_interval, self._send_ping)
         elif t is PacketType.CLOSE:
             if self.polling_get_active:
                 self._frames.append(NOOP_FRAME)  # releases the parked poll
@@ -230,11 +230,18 @@ class Session:
 
     # -- heartbeat ------------------------------------------------------
 
+    def _start_timer(self, seconds: float, callback: Callable[[], None]) -> Any:
+        # A fresh timer each time: restarting a libev timer that already fired
+        # does not wait its delay again, it fires at once.
+        timer = self._loop.timer(seconds)
+        timer.start(callback)
+        return timer
+
     def _send_ping(self) -> None:
         # On the event loop: queue the ping (never blocks) and arm the pong deadline.
         if self.state is not State.CLOSED:
             self.send_frames([PING_FRAME])
-            self._pong_timer.start(self._pong_missed)
+            self._pong_timer = self._start_timer(self.server.ping_timeout, self._pong_missed)
 
     def _pong_missed(self) -> None:
         if self.state is not State.CLOSED:
@@ -329,7 +336,8 @@ class Session:
         self._inbox_room.set()
         current = gevent.getcurrent()
         self._ping_timer.stop()
-        self._pong_timer.stop()
+        if self._pong_timer is not None:
+            self._pong_timer.stop()
         if not self.polling_get_active:
             if was_polling and reason == REASON_FORCED_CLOSE:
                 # As Node's engine.io does: the next GET collects the close packet.
