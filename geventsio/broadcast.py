@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from gevent.event import Event
 
+from .compat import ack_value
 from .exceptions import DisconnectedError, TimeoutError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -19,15 +20,6 @@ def as_rooms(value: Any) -> frozenset[str]:
     if isinstance(value, str):
         return frozenset((value,))
     return frozenset(value)
-
-
-def ack_value(args: tuple | list) -> Any:
-    """What ``call`` returns for an acknowledgement: None, its one argument, or a tuple."""
-    if not args:
-        return None
-    if len(args) == 1:
-        return args[0]
-    return tuple(args)
 
 
 class BroadcastOperator:

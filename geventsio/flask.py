@@ -289,12 +289,11 @@ class Namespace(_namespace.Namespace):
         super().__init__(namespace)
         self.socketio: SocketIO | None = None
 
-    def handler_for(self, event: str) -> tuple[Callable[..., Any] | None, int]:
-        fn, _ = super().handler_for(event)
+    def trigger_event(self, event: str, *args: Any) -> Any:
+        fn, _ = self.handler_for(event)
         if fn is None or self.socketio is None:
-            return fn, 0
-        # The wrapper takes *args: the core passes connect's auth and disconnect's reason.
-        return self.socketio._wrap(event, self.namespace, fn), 99
+            return _namespace.NOT_HANDLED
+        return self.socketio._wrap(event, self.namespace, fn)(*args)
 
     def emit(self, event: str, data: Any = None, room: Any = None,  # type: ignore[override]
              include_self: bool = True, namespace: str | None = None,

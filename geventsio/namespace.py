@@ -32,6 +32,48 @@ def positional_arity(fn: Callable[..., Any]) -> int:
     return count
 
 
+class HandlerDecorators:
+    """``on`` and ``event``, shared by the server and the client.
+
+    Subclasses store a handler in ``_add_handler(namespace, event, fn)``.
+    """
+
+    def _add_handler(self, namespace: str, event: str, fn: Callable[..., Any]) -> None:
+        raise NotImplementedError
+
+    def on(self, event: str, handler: Callable[..., Any] | None = None,
+           namespace: str | None = None) -> Any:
+        """Register a handler for ``event`` in ``namespace`` ("*" for any event or namespace).
+
+        Usable as ``on(event, fn)`` or as the decorator ``@on(event)``.
+        """
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self._add_handler(namespace or "/", event, fn)
+            return fn
+
+        return register(handler) if handler is not None else register
+
+    def event(self, *args: Any, **kwargs: Any) -> Any:
+        """Register a handler named after the function: ``@x.event`` or ``@x.event(namespace=...)``."""
+        if len(args) == 1 and not kwargs and callable(args[0]):
+            return self.on(args[0].__name__, args[0])
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            return self.on(fn.__name__, fn, **kwargs)
+
+        return register
+
+
+NOT_HANDLED = object()  # what a trigger returns when no handler took the event
+
+
+def call_with_optional(fn: Callable[..., Any], args: tuple, optional: tuple, arity: int) -> Any:
+    """Call ``fn(*args, *optional)``, dropping the optional tail it cannot take."""
+    if optional and arity > len(args):
+        return fn(*args, *optional)
+    return fn(*args)
+
+
 class Handlers:
     """The handlers registered for one namespace name (or for ``"*"``, every namespace)."""
 
@@ -45,6 +87,60 @@ class Handlers:
 
     def get(self, event: str) -> Callable[..., Any] | None:
         return self.events.get(event)
+
+
+class HandlerTable:
+    """Every handler of a server or a client, and python-socketio's lookup order.
+
+    ``handlers[ns][event]``, then ``handlers[ns]["*"]`` (given the event name
+    first), then ``handlers["*"][event]`` (given the namespace first), then
+    ``handlers["*"]["*"]`` (event, namespace), then the class-based namespace
+    of ``ns`` (or of ``"*"``, given the namespace first). Catch-alls never see
+    ``own_events``: the lifecycle events the server or client raises itself.
+    """
+
+    def __init__(self, own_events: frozenset[str]):
+        self.own_events = own_events
+        self.handlers: dict[str, Handlers] = {}
+        self.namespaces: dict[str, Any] = {}  # class-based: objects with trigger_event()
+
+    def set(self, namespace: str, event: str, fn: Callable[..., Any]) -> None:
+        self.handlers.setdefault(namespace, Handlers()).set(event, fn)
+
+    def names(self) -> set[str]:
+        """The namespaces something is registered for (including ``"*"``)."""
+        return set(self.handlers) | set(self.namespaces)
+
+    def trigger(self, event: str, namespace: str, args: tuple, optional: tuple = ()) -> Any:
+        """Run the handler of ``event`` in ``namespace``; ``NOT_HANDLED`` if there is none.
+
+        ``optional`` (connect's auth, disconnect's reason) is passed only to
+        handlers whose signature takes it.
+        """
+        own = event in self.own_events
+        specific = self.handlers.get(namespace)
+        if specific is not None:
+            fn = specific.get(event)
+            if fn is not None:
+                return call_with_optional(fn, args, optional, specific.arity[event])
+            fn = specific.get("*")
+            if fn is not None and not own:
+                return fn(event, *args)
+        catch_all = self.handlers.get("*")
+        if catch_all is not None:
+            fn = catch_all.get(event)
+            if fn is not None:
+                return call_with_optional(fn, (namespace, *args), optional, catch_all.arity[event])
+            fn = catch_all.get("*")
+            if fn is not None and not own:
+                return fn(event, namespace, *args)
+        class_ns = self.namespaces.get(namespace)
+        if class_ns is not None:
+            return class_ns.trigger_event(event, *args, *optional)
+        class_ns = self.namespaces.get("*")
+        if class_ns is not None:
+            return class_ns.trigger_event(event, namespace, *args, *optional)
+        return NOT_HANDLED
 
 
 class Namespace:
@@ -61,6 +157,19 @@ class Namespace:
 
     def _set_server(self, server: "Server") -> None:
         self.server = server
+
+    def trigger_event(self, event: str, *args: Any) -> Any:
+        """Run ``on_<event>(sid, ...)``; override for other routing. ``NOT_HANDLED`` without one.
+
+        ``connect`` gets ``(sid, environ, auth)`` and ``disconnect`` ``(sid,
+        reason)``; a method that takes fewer gets fewer.
+        """
+        fn, arity = self.handler_for(event)
+        if fn is None:
+            return NOT_HANDLED
+        if event in ("connect", "disconnect") and arity < len(args):
+            args = args[:arity]
+        return fn(*args)
 
     def handler_for(self, event: str) -> tuple[Callable[..., Any] | None, int]:
         """The bound ``on_<event>`` method (None if the class has none) and its arity."""

@@ -21,16 +21,18 @@ from gevent.event import AsyncResult
 
 from . import engine
 from .adapter import InMemoryAdapter
-from .broadcast import BroadcastOperator, ack_value, as_rooms
+from .broadcast import BroadcastOperator, as_rooms
+from .compat import ack_value, args_of, setup_logger
 from .engine.session import Session
 from .exceptions import ConnectionRefusedError, DisconnectedError, TimeoutError
-from .namespace import RESERVED_EVENTS, Handlers, Namespace
+from .namespace import NOT_HANDLED, RESERVED_EVENTS, HandlerDecorators, HandlerTable, Namespace
 from .socket import Connection, Socket, to_frames
 from .socketio_packet import Packet, PacketType
 
 logger = logging.getLogger("geventsio")
 
-_NOT_HANDLED = object()
+# Events the server raises itself: catch-all handlers never receive them.
+_OWN_EVENTS = frozenset(["connect", "disconnect"])
 
 # python-socketio / python-engineio options with nothing to configure here:
 # handlers always run off the reading greenlet, clients are always watched by
@@ -62,27 +64,7 @@ _ENGINE_REASONS = {
 }
 
 
-def _args_of(data: Any) -> list:
-    """python-socketio's convention: a tuple is several arguments, None is none."""
-    if data is None:
-        return []
-    if isinstance(data, tuple):
-        return list(data)
-    return [data]
-
-
-def _setup_logger(name: str, option: Any) -> None:
-    if option is True:
-        log = logging.getLogger(name)
-        log.setLevel(logging.INFO)
-        if not logging.root.handlers and not log.handlers:
-            log.addHandler(logging.StreamHandler())
-    elif isinstance(option, logging.Logger):
-        logging.getLogger(name).handlers = option.handlers
-        logging.getLogger(name).setLevel(option.level)
-
-
-class Server:
+class Server(HandlerDecorators):
     """A Socket.IO v5 server on gevent.
 
     Serve it with ``geventsio.WSGIApp(sio, other_wsgi_app)``. Options beyond the
@@ -119,8 +101,8 @@ class Server:
                 raise NotImplementedError(f"a custom {name} is not supported yet")
         for name in _NO_OP_OPTIONS:
             engine_options.pop(name, None)
-        _setup_logger("geventsio", logger)
-        _setup_logger("geventsio.engine", engineio_logger)
+        setup_logger("geventsio", logger)
+        setup_logger("geventsio.engine", engineio_logger)
         self.eio = engine.Server(listener=self, **engine_options)
         self.always_connect = always_connect
         self.connect_timeout = connect_timeout
@@ -129,8 +111,7 @@ class Server:
             namespaces = ["/"]
         self._accept_any = namespaces == "*"
         self._accepted = [] if self._accept_any else list(namespaces)
-        self.handlers: dict[str, Handlers] = {}
-        self.class_namespaces: dict[str, Namespace] = {}
+        self.table = HandlerTable(_OWN_EVENTS)
         self.adapters: dict[str, InMemoryAdapter] = {}
         self.connections: dict[str, Connection] = {}
         self.sockets: dict[str, Socket] = {}
@@ -138,33 +119,15 @@ class Server:
 
     # -- registration ---------------------------------------------------
 
-    def on(self, event: str, handler: Callable[..., Any] | None = None,
-           namespace: str | None = None) -> Any:
-        """Register a handler for ``event`` in ``namespace`` ("*" for any event or namespace)."""
-        nsp = namespace or "/"
-
-        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-            self.handlers.setdefault(nsp, Handlers()).set(event, fn)
-            return fn
-
-        return register(handler) if handler is not None else register
-
-    def event(self, *args: Any, **kwargs: Any) -> Any:
-        """Register a handler named after the function: ``@sio.event`` or ``@sio.event(namespace=...)``."""
-        if len(args) == 1 and not kwargs and callable(args[0]):
-            return self.on(args[0].__name__, args[0])
-
-        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-            return self.on(fn.__name__, fn, **kwargs)
-
-        return register
+    def _add_handler(self, namespace: str, event: str, fn: Callable[..., Any]) -> None:
+        self.table.set(namespace, event, fn)
 
     def register_namespace(self, namespace_handler: Namespace) -> None:
         """Register a class-based namespace (a ``geventsio.Namespace`` instance)."""
         if not isinstance(namespace_handler, Namespace):
             raise ValueError("not a geventsio.Namespace instance")
         namespace_handler._set_server(self)
-        self.class_namespaces[namespace_handler.namespace] = namespace_handler
+        self.table.namespaces[namespace_handler.namespace] = namespace_handler
 
     # -- emitting -------------------------------------------------------
 
@@ -179,7 +142,7 @@ class Server:
         ``TimeoutError`` when ``timeout`` seconds pass first.
         """
         rooms = as_rooms(to if to is not None else room)
-        self._emit(namespace or "/", rooms, as_rooms(skip_sid), [event, *_args_of(data)],
+        self._emit(namespace or "/", rooms, as_rooms(skip_sid), [event, *args_of(data)],
                    callback, timeout)
 
     def send(self, data: Any, to: Any = None, room: Any = None, skip_sid: Any = None,
@@ -204,7 +167,7 @@ class Server:
         result: AsyncResult = AsyncResult()
         ack_id = next(self._ack_ids)
         socket.expect_ack(ack_id, lambda *a: result.set(a), timeout, direct=True)
-        socket.send_packet(Packet(PacketType.EVENT, socket.namespace, [event, *_args_of(data)], ack_id))
+        socket.send_packet(Packet(PacketType.EVENT, socket.namespace, [event, *args_of(data)], ack_id))
         args = result.get()
         if len(args) == 1 and isinstance(args[0], (TimeoutError, DisconnectedError)):
             raise args[0]
@@ -381,7 +344,8 @@ class Server:
     # -- packet handling (on the session's dispatcher) ------------------
 
     def _namespace_accepted(self, nsp: str) -> bool:
-        if self._accept_any or nsp in self.handlers or nsp in self.class_namespaces or "*" in self.handlers:
+        registered = self.table.names()
+        if self._accept_any or nsp in registered or "*" in registered:
             return True
         for accepted in self._accepted:
             if accepted == nsp:
@@ -414,7 +378,7 @@ class Server:
             socket.mark_connected()
         refusal: dict | None = None
         try:
-            result = self._trigger(nsp, "connect", socket.sid, [session.environ], extra=packet.data)
+            result = self.table.trigger("connect", nsp, (socket.sid, session.environ), (packet.data,))
             if result is False:
                 refusal = {"message": "Connection rejected by server"}
         except ConnectionRefusedError as exc:
@@ -445,9 +409,9 @@ class Server:
         if socket is None:
             return
         event, *args = packet.data
-        result = self._trigger(packet.namespace, event, socket.sid, args)
-        if packet.id is not None and result is not _NOT_HANDLED:
-            socket.send_packet(Packet(PacketType.ACK, packet.namespace, _args_of(result), packet.id))
+        result = self.table.trigger(event, packet.namespace, (socket.sid, *args))
+        if packet.id is not None and result is not NOT_HANDLED:
+            socket.send_packet(Packet(PacketType.ACK, packet.namespace, args_of(result), packet.id))
 
     def _detach(self, socket: Socket) -> bool:
         """Stop routing the client's packets to ``socket``; False if that was done already.
@@ -465,7 +429,7 @@ class Server:
         # The handler runs while the socket is still in its rooms, as in python-socketio.
         try:
             if socket.connected:
-                self._trigger(socket.namespace, "disconnect", socket.sid, [], extra=reason)
+                self.table.trigger("disconnect", socket.namespace, (socket.sid,), (reason,))
         except Exception:
             logger.exception("disconnect handler of %r failed", socket.namespace)
         finally:
@@ -475,38 +439,3 @@ class Server:
             if self.sockets.get(socket.sid) is socket:
                 del self.sockets[socket.sid]
             socket.drop_acks()
-
-    def _trigger(self, nsp: str, event: str, sid: str, args: list, extra: Any = _NOT_HANDLED) -> Any:
-        """Run the handler of ``event`` in ``nsp``; ``_NOT_HANDLED`` if there is none.
-
-        ``extra`` is the optional last argument of connect (auth) and disconnect
-        (reason), passed only to handlers whose signature takes it.
-        """
-        class_ns = self.class_namespaces.get(nsp)
-        if class_ns is not None:
-            fn, arity = class_ns.handler_for(event)
-            if fn is not None:
-                return _call(fn, [sid, *args], extra, arity)
-        specific = self.handlers.get(nsp)
-        if specific is not None:
-            fn = specific.get(event)
-            if fn is not None:
-                return _call(fn, [sid, *args], extra, specific.arity[event])
-            fn = specific.get("*")
-            if fn is not None and extra is _NOT_HANDLED:
-                return fn(event, sid, *args)
-        catch_all = self.handlers.get("*")
-        if catch_all is not None:
-            fn = catch_all.get(event)
-            if fn is not None:
-                return _call(fn, [nsp, sid, *args], extra, catch_all.arity[event])
-            fn = catch_all.get("*")
-            if fn is not None and extra is _NOT_HANDLED:
-                return fn(event, nsp, sid, *args)
-        return _NOT_HANDLED
-
-
-def _call(fn: Callable[..., Any], args: list, extra: Any, arity: int) -> Any:
-    if extra is not _NOT_HANDLED and arity > len(args):
-        return fn(*args, extra)
-    return fn(*args)

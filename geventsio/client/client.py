@@ -66,15 +66,15 @@ import gevent
 from gevent.event import AsyncResult
 
 from .backoff import Backoff
-from ..broadcast import ack_value
+from ..compat import ack_value, args_of, setup_logger
 from .delivery import BufferFullError, Delivery, Outgoing
 from .dispatch import Dispatcher
-from .manager import SERVER_DISCONNECT, Manager, args_of, message_of
-from .namespace import ClientNamespace, HandlerTable
+from .manager import SERVER_DISCONNECT, Manager, message_of
+from .namespace import OWN_EVENTS, ClientNamespace, HandlerTable
 from ..engine import client as eio_client
 from ..engine.client import ConnectionError, EngineClient
 from ..exceptions import GeventSIOError, TimeoutError
-from ..namespace import RESERVED_EVENTS
+from ..namespace import RESERVED_EVENTS, HandlerDecorators
 from ..socket import to_frames
 from ..socketio_packet import Packet, PacketType
 
@@ -99,19 +99,7 @@ class Reason:
     PARSE_ERROR = eio_client.PARSE_ERROR
 
 
-def _setup_logger(name: str, option: Any) -> None:
-    """python-socketio's ``logger`` options: True for INFO on stderr, or a logger to copy."""
-    log = logging.getLogger(name)
-    if option is True:
-        log.setLevel(logging.INFO)
-        if not logging.root.handlers and not log.handlers:
-            log.addHandler(logging.StreamHandler())
-    elif isinstance(option, logging.Logger):
-        log.handlers = option.handlers
-        log.setLevel(option.level)
-
-
-class Client:
+class Client(HandlerDecorators):
     """A Socket.IO v5 client. See the module docstring for the design.
 
     Options beyond python-socketio's: ``ack_timeout`` (default ``timeout`` of
@@ -140,9 +128,9 @@ class Client:
             raise ValueError("retries need an ack_timeout: an attempt fails when it expires")
         if max_buffered_packets < 1:
             raise ValueError("max_buffered_packets must be at least 1")
-        _setup_logger("geventsio.client", logger)
+        setup_logger("geventsio.client", logger)
         # The Engine.IO layer logs to "geventsio.client.engine" (engineio_logger).
-        _setup_logger("geventsio.client.engine", engineio_logger)
+        setup_logger("geventsio.client.engine", engineio_logger)
         if engineio_logger is False and logger is not False:
             engine_log = logging.getLogger("geventsio.client.engine")
             if engine_log.level == logging.NOTSET:
@@ -159,7 +147,7 @@ class Client:
         self.max_buffered_packets = max_buffered_packets
         self.engine_options = dict(request_timeout=request_timeout, ssl_verify=ssl_verify,
                                    max_queued_bytes=max_queued_bytes)
-        self.table = HandlerTable()
+        self.table = HandlerTable(OWN_EVENTS)
         self.connection_url: Any = None
         self.connection_headers: Any = None
         self.connection_auth: Any = None
@@ -181,26 +169,8 @@ class Client:
     def namespace_handlers(self) -> dict:
         return self.table.namespaces
 
-    def on(self, event: str, handler: Callable[..., Any] | None = None,
-           namespace: str | None = None) -> Any:
-        """Register a handler for ``event`` in ``namespace`` ("*" for any event or namespace)."""
-        nsp = namespace or "/"
-
-        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-            self.table.set(nsp, event, fn)
-            return fn
-
-        return register(handler) if handler is not None else register
-
-    def event(self, *args: Any, **kwargs: Any) -> Any:
-        """``@client.event`` or ``@client.event(namespace=...)``: a handler named after the function."""
-        if len(args) == 1 and not kwargs and callable(args[0]):
-            return self.on(args[0].__name__, args[0])
-
-        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-            return self.on(fn.__name__, fn, **kwargs)
-
-        return register
+    def _add_handler(self, namespace: str, event: str, fn: Callable[..., Any]) -> None:
+        self.table.set(namespace, event, fn)
 
     def register_namespace(self, namespace_handler: ClientNamespace) -> None:
         """Register a class-based namespace (a ``geventsio.ClientNamespace`` instance)."""

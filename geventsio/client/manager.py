@@ -20,6 +20,7 @@ from .delivery import NamespaceState
 from .namespace import MANAGER_EVENTS, NOT_HANDLED
 from ..engine import client as eio_client
 from ..engine.client import ConnectionError, EngineClient
+from ..compat import args_of
 from ..exceptions import DisconnectedError, ProtocolError
 from ..socket import to_frames
 from ..socketio_packet import Decoder, Packet, PacketType
@@ -30,15 +31,6 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger("geventsio.client")
 
 SERVER_DISCONNECT = "server disconnect"
-
-
-def args_of(data: Any) -> list:
-    """python-socketio's convention: a tuple is several arguments, None is none."""
-    if data is None:
-        return []
-    if isinstance(data, tuple):
-        return list(data)
-    return [data]
 
 
 def message_of(data: Any) -> str:

@@ -1,9 +1,5 @@
-"""Client-side handlers: decorator-registered functions, or a class with ``on_<event>`` methods.
+"""Client-side class-based namespaces; lookup is the shared ``namespace.HandlerTable``.
 
-Lookup follows python-socketio's client: ``handlers[ns][event]``, then
-``handlers[ns]["*"]`` (gets the event name first), then ``handlers["*"][event]``
-(gets the namespace first), then ``handlers["*"]["*"]`` (event, namespace),
-then the class-based namespace registered for ``ns`` (or for ``"*"``).
 Catch-alls never receive the reserved events (``connect``, ``disconnect``,
 ``connect_error``) nor the reconnection events.
 """
@@ -12,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..namespace import Handlers, positional_arity
+from ..namespace import NOT_HANDLED, HandlerTable, call_with_optional, positional_arity
 
 if TYPE_CHECKING:  # pragma: no cover
     from .client import Client
@@ -21,14 +17,11 @@ if TYPE_CHECKING:  # pragma: no cover
 LIFECYCLE_EVENTS = frozenset(["connect", "connect_error", "disconnect"])
 MANAGER_EVENTS = frozenset(["reconnect_attempt", "reconnect", "reconnect_error", "reconnect_failed"])
 
-NOT_HANDLED = object()
+# Events a client handler table keeps from catch-alls.
+OWN_EVENTS = LIFECYCLE_EVENTS | MANAGER_EVENTS
 
-
-def call_with_optional(fn: Callable[..., Any], args: tuple, optional: tuple, arity: int) -> Any:
-    """Call ``fn(*args, *optional)``, dropping the optional tail it cannot take (disconnect's reason)."""
-    if optional and arity > len(args):
-        return fn(*args, *optional)
-    return fn(*args)
+__all__ = ["ClientNamespace", "HandlerTable", "LIFECYCLE_EVENTS", "MANAGER_EVENTS", "NOT_HANDLED",
+           "OWN_EVENTS"]
 
 
 class ClientNamespace:
@@ -76,48 +69,3 @@ class ClientNamespace:
 
     def disconnect(self) -> None:
         self._cl().disconnect()
-
-
-class HandlerTable:
-    """Every handler of one client, and the lookup rules above."""
-
-    def __init__(self) -> None:
-        self.handlers: dict[str, Handlers] = {}
-        self.namespaces: dict[str, ClientNamespace] = {}
-
-    def set(self, namespace: str, event: str, fn: Callable[..., Any]) -> None:
-        self.handlers.setdefault(namespace, Handlers()).set(event, fn)
-
-    def names(self) -> set[str]:
-        """The namespaces something is registered for (including ``"*"``)."""
-        return set(self.handlers) | set(self.namespaces)
-
-    def trigger(self, event: str, namespace: str, args: tuple, optional: tuple = ()) -> Any:
-        """Run the handler of ``event`` in ``namespace``; ``NOT_HANDLED`` if there is none.
-
-        ``optional`` (disconnect's reason) is passed only to handlers that take it.
-        """
-        own_only = event in LIFECYCLE_EVENTS or event in MANAGER_EVENTS
-        specific = self.handlers.get(namespace)
-        if specific is not None:
-            fn = specific.get(event)
-            if fn is not None:
-                return call_with_optional(fn, args, optional, specific.arity[event])
-            fn = specific.get("*")
-            if fn is not None and not own_only:
-                return fn(event, *args)
-        catch_all = self.handlers.get("*")
-        if catch_all is not None:
-            fn = catch_all.get(event)
-            if fn is not None:
-                return call_with_optional(fn, (namespace, *args), optional, catch_all.arity[event])
-            fn = catch_all.get("*")
-            if fn is not None and not own_only:
-                return fn(event, namespace, *args)
-        class_ns = self.namespaces.get(namespace)
-        if class_ns is not None:
-            return class_ns.trigger_event(event, *args, *optional)
-        class_ns = self.namespaces.get("*")
-        if class_ns is not None:
-            return class_ns.trigger_event(event, namespace, *args, *optional)
-        return NOT_HANDLED
