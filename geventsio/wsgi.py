@@ -8,6 +8,7 @@ import os
 import socket
 from typing import Any, Callable, Iterable, Union
 
+import gevent
 from gevent.pywsgi import WSGIServer
 from geventwebsocket.handler import WebSocketHandler
 
@@ -96,7 +97,27 @@ class Handler(WebSocketHandler):
       with Nagle's algorithm the second one waits for the client's delayed ACK
       (~40 ms per poll).
     - ``environ["geventsio.socket"]``: lets a parked poll notice a client that left.
+    - Time limits on reading a request: a client gets ``request_timeout``
+      seconds to send its request line and headers (a slowloris client that
+      trickles them holds a greenlet and a socket no longer than that), and an
+      idle keep-alive connection is closed after ``keepalive_timeout``.
     """
+
+    request_timeout = 30.0
+    keepalive_timeout = 60.0
+
+    def read_requestline(self) -> str:
+        timeout = self.keepalive_timeout
+        with gevent.Timeout(timeout, False):
+            return super().read_requestline()
+        return ""  # the client sent nothing in time: close the connection quietly
+
+    def read_request(self, raw_requestline: str) -> Any:
+        try:
+            with gevent.Timeout(self.request_timeout):
+                return super().read_request(raw_requestline)
+        except gevent.Timeout:
+            raise ValueError(f"request headers not complete within {self.request_timeout} s") from None
 
     def handle(self) -> None:
         try:
@@ -120,7 +141,8 @@ class Handler(WebSocketHandler):
 def make_server(app: WSGIAppType, host: str = "127.0.0.1", port: int = 5000,
                 log: Any = None, **kwargs: Any) -> WSGIServer:
     """A gevent WSGI server with WebSocket support for ``app``; call ``start()`` or ``serve_forever()``."""
-    return WSGIServer((host, port), app, handler_class=Handler, log=log, **kwargs)
+    kwargs.setdefault("handler_class", Handler)
+    return WSGIServer((host, port), app, log=log, **kwargs)
 
 
 def serve(app: WSGIAppType, host: str = "127.0.0.1", port: int = 5000, **kwargs: Any) -> None:
