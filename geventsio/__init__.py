@@ -10,14 +10,28 @@ from .wsgi import WSGIApp, make_server, serve
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # The Redis pieces need the ``redis`` extra (redis-py, msgpack): imported on first use.
+    if name == "RedisManager":
+        from .redis_manager import RedisManager
+        return RedisManager
+    if name == "Emitter":
+        from .emitter import Emitter
+        return Emitter
+    raise AttributeError(f"module 'geventsio' has no attribute {name!r}")
+
+
 __all__ = [
     "Client",
     "ClientNamespace",
     "ConnectionRefusedError",
     "DisconnectedError",
+    "Emitter",
     "Namespace",
     "Server",
     "ProtocolError",
+    "RedisManager",
     "TimeoutError",
     "WSGIApp",
     "engine",

@@ -10,6 +10,7 @@ from .compat import ack_value
 from .exceptions import DisconnectedError, TimeoutError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .adapter import SocketInfo
     from .server import Server
 
 
@@ -104,16 +105,18 @@ class BroadcastOperator:
         adapter = self._server.adapters.get(self._namespace)
         return sorted(adapter.sids_in(self._rooms, self._except)) if adapter is not None else []
 
-    def disconnect_sockets(self) -> None:
-        for sid in self.sockets():
-            self._server.disconnect(sid, self._namespace)
+    def fetch_sockets(self) -> list["SocketInfo"]:
+        """The targeted sockets of every server of the cluster (id, rooms, handshake, data)."""
+        return self._server._adapter(self._namespace).fetch_sockets(self._rooms, self._except)
+
+    def disconnect_sockets(self, close: bool = False) -> None:
+        """Disconnect the targeted sockets on every server (``close``: their whole connections too)."""
+        self._server._adapter(self._namespace).disconnect_sockets(self._rooms, self._except, close)
 
     def sockets_join(self, room: Any) -> None:
-        for sid in self.sockets():
-            for r in as_rooms(room):
-                self._server.enter_room(sid, r, self._namespace)
+        """Make the targeted sockets of every server join ``room`` (a name or list)."""
+        self._server._adapter(self._namespace).add_sockets(self._rooms, self._except, sorted(as_rooms(room)))
 
     def sockets_leave(self, room: Any) -> None:
-        for sid in self.sockets():
-            for r in as_rooms(room):
-                self._server.leave_room(sid, r, self._namespace)
+        """Make the targeted sockets of every server leave ``room`` (a name or list)."""
+        self._server._adapter(self._namespace).del_sockets(self._rooms, self._except, sorted(as_rooms(room)))

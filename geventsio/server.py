@@ -20,12 +20,13 @@ import gevent
 from gevent.event import AsyncResult
 
 from . import engine
-from .adapter import InMemoryAdapter
-from .broadcast import BroadcastOperator, as_rooms
+from .adapter import Adapter, InMemoryManager
+from .broadcast import as_rooms
 from .compat import ack_value, args_of, setup_logger
 from .engine.session import Session
 from .exceptions import ConnectionRefusedError, DisconnectedError, TimeoutError
 from .namespace import NOT_HANDLED, RESERVED_EVENTS, HandlerDecorators, HandlerTable, Namespace
+from .rooms import RoomsMixin
 from .socket import Connection, Socket, to_frames
 from .socketio_packet import Packet, PacketType
 
@@ -64,7 +65,7 @@ _ENGINE_REASONS = {
 }
 
 
-class Server(HandlerDecorators):
+class Server(RoomsMixin, HandlerDecorators):
     """A Socket.IO v5 server on gevent.
 
     Serve it with ``geventsio.WSGIApp(sio, other_wsgi_app)``. Options beyond the
@@ -94,8 +95,10 @@ class Server(HandlerDecorators):
     ):
         if async_mode not in (None, "gevent", "gevent_uwsgi"):
             raise ValueError(f"geventsio runs on gevent only, not async_mode={async_mode!r}")
-        if client_manager is not None:
-            raise NotImplementedError("only the in-memory client manager exists so far")
+        message_queue = engine_options.pop("message_queue", None)
+        client_manager = client_manager if client_manager is not None else message_queue
+        if client_manager is not None and not hasattr(client_manager, "create_adapter"):
+            raise TypeError("client_manager must create adapters, like geventsio.RedisManager(url)")
         for name in ("json", "serializer"):
             if engine_options.pop(name, None) not in (None, "default"):
                 raise NotImplementedError(f"a custom {name} is not supported yet")
@@ -112,10 +115,13 @@ class Server(HandlerDecorators):
         self._accept_any = namespaces == "*"
         self._accepted = [] if self._accept_any else list(namespaces)
         self.table = HandlerTable(_OWN_EVENTS)
-        self.adapters: dict[str, InMemoryAdapter] = {}
+        self.client_manager = client_manager if client_manager is not None else InMemoryManager()
+        self.adapters: dict[str, Adapter] = {}
+        self.server_side_handlers: dict[tuple[str, str], Callable[..., Any]] = {}
         self.connections: dict[str, Connection] = {}
         self.sockets: dict[str, Socket] = {}
         self._ack_ids = itertools.count()
+        self._adapter("/")  # the main namespace is a member of the cluster from the start
 
     # -- registration ---------------------------------------------------
 
@@ -181,64 +187,22 @@ class Server(HandlerDecorators):
         if callback is None:
             frames = to_frames(Packet(PacketType.EVENT, nsp, data))
             if len(rooms) == 1 and not except_rooms:
-                # The common reply: to one client by its sid, no set arithmetic.
+                # The common reply: to one local client by its sid, no set arithmetic, no cluster.
                 for room in rooms:
                     socket = adapter.sockets.get(room)
                     if socket is not None and len(adapter.rooms.get(room, ())) == 1:
                         socket.deliver(frames)
                         return 1
-            return adapter.broadcast(frames, rooms, except_rooms)
+            return adapter.broadcast(data, frames, rooms, except_rooms)
         # One ack id for the whole broadcast: every client answers to the same id.
-        ack_id = next(self._ack_ids)
+        ack_id = self._next_ack_id()
         frames = to_frames(Packet(PacketType.EVENT, nsp, data, ack_id))
-        targets = [adapter.sockets[s] for s in adapter.sids_in(rooms, except_rooms) if s in adapter.sockets]
-        for socket in targets:
-            socket.expect_ack(ack_id, callback, timeout, direct)
-            socket.deliver(frames)
-        return len(targets)
+        return adapter.broadcast_with_ack(frames, ack_id, callback, timeout, direct, rooms, except_rooms)
 
-    def to(self, room: Any, namespace: str | None = None) -> BroadcastOperator:
-        """A broadcast to ``room`` (a name or list).
+    def _next_ack_id(self) -> int:
+        return next(self._ack_ids)
 
-        Chain ``.to``, ``.except_``, ``.timeout``, then ``.emit`` or ``.call``.
-        """
-        return BroadcastOperator(self, namespace or "/").to(room)
-
-    in_ = to
-
-    def except_(self, room: Any, namespace: str | None = None) -> BroadcastOperator:
-        return BroadcastOperator(self, namespace or "/").except_(room)
-
-    def of(self, namespace: str) -> BroadcastOperator:
-        """A broadcast to every client of ``namespace``."""
-        return BroadcastOperator(self, namespace)
-
-    # -- rooms and sessions ---------------------------------------------
-
-    def _adapter(self, nsp: str) -> InMemoryAdapter:
-        adapter = self.adapters.get(nsp)
-        if adapter is None:
-            adapter = self.adapters[nsp] = InMemoryAdapter(nsp)
-        return adapter
-
-    def enter_room(self, sid: str, room: str, namespace: str | None = None) -> None:
-        adapter = self.adapters.get(namespace or "/")
-        if adapter is not None and sid in adapter.sockets:
-            adapter.add(sid, room)
-
-    def leave_room(self, sid: str, room: str, namespace: str | None = None) -> None:
-        adapter = self.adapters.get(namespace or "/")
-        if adapter is not None:
-            adapter.discard(sid, room)
-
-    def close_room(self, room: str, namespace: str | None = None) -> None:
-        adapter = self.adapters.get(namespace or "/")
-        if adapter is not None:
-            adapter.close_room(room)
-
-    def rooms(self, sid: str, namespace: str | None = None) -> list[str]:
-        adapter = self.adapters.get(namespace or "/")
-        return sorted(adapter.rooms_of(sid)) if adapter is not None else []
+    # -- sessions -------------------------------------------------------
 
     def _socket(self, sid: str, namespace: str | None) -> Socket:
         socket = self.sockets.get(sid)
@@ -292,8 +256,11 @@ class Server(HandlerDecorators):
         gevent.sleep(seconds)
 
     def shutdown(self) -> None:
-        """Disconnect every client and stop their greenlets."""
+        """Disconnect every client, stop their greenlets and leave the cluster."""
         self.eio.shutdown()
+        for adapter in list(self.adapters.values()):
+            adapter.close()
+        self.client_manager.close()
 
     # -- engine listener ------------------------------------------------
 
@@ -371,7 +338,7 @@ class Server(HandlerDecorators):
         socket = Socket(secrets.token_urlsafe(15), nsp, conn)
         conn.sockets[nsp] = socket
         self.sockets[socket.sid] = socket
-        self._adapter(nsp).add_socket(socket)
+        self._adapter(nsp).add_socket(socket, packet.data)
         if self.always_connect:
             # Accepted before the handler runs; a refusal then becomes a disconnect.
             session.send_frames(to_frames(Packet(PacketType.CONNECT, nsp, {"sid": socket.sid})))

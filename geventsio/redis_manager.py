@@ -1,0 +1,439 @@
+"""A cluster of Socket.IO servers over Redis, on the wire of Node's ``@socket.io/redis-adapter`` 8.x.
+
+``Server(client_manager=RedisManager("redis://..."))`` joins the cluster that
+Node servers using ``createAdapter(pubClient, subClient)`` (classic, not
+sharded) form on the same Redis and key: broadcasts, room operations,
+``fetch_sockets``, ``all_rooms`` and server-side emits reach every server,
+whatever its language. The format is in ``geventsio.redis_protocol``.
+
+One manager per server: one connection (pooled) publishes, one greenlet reads
+one pub/sub connection (RESP2) that carries the subscriptions of every
+namespace. Redis-py's sockets must be cooperative (``gevent.monkey.patch_all()``
+before importing redis). When Redis goes away, local clients keep being
+served, publishes are logged and dropped, and the reader reconnects with
+back-off and resubscribes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+import gevent
+import redis
+from gevent.event import Event
+from gevent.lock import RLock
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from . import redis_protocol as proto
+from .adapter import Adapter, SocketInfo
+from .exceptions import TimeoutError
+from .redis_protocol import MalformedMessage, RequestType
+from .socket import to_frames
+from .socketio_packet import Packet, PacketType
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .server import Server
+
+logger = logging.getLogger("geventsio.redis")
+
+_REQUEST_NAMES = {
+    RequestType.SOCKETS: "sockets",
+    RequestType.ALL_ROOMS: "allRooms",
+    RequestType.REMOTE_FETCH: "fetchSockets",
+    RequestType.SERVER_SIDE_EMIT: "serverSideEmit",
+}
+
+
+def redis_client(url: str, **options: Any) -> redis.Redis:
+    """A redis-py client for ``url`` speaking RESP2 (what pub/sub messages are parsed as here)."""
+    try:
+        return redis.Redis.from_url(url, protocol=2, **options)
+    except TypeError:  # redis-py 4.x: RESP2 only, no ``protocol`` option
+        return redis.Redis.from_url(url, **options)
+
+
+class _Pending:
+    """One request awaiting ``expected`` responses from the other servers."""
+
+    __slots__ = ("type", "expected", "responses", "done")
+
+    def __init__(self, kind: RequestType, expected: int):
+        self.type = kind
+        self.expected = expected
+        self.responses: list = []
+        self.done = Event()
+
+    def add(self, value: Any) -> None:
+        self.responses.append(value)
+        if len(self.responses) >= self.expected:
+            self.done.set()
+
+
+class RedisManager:
+    """The Redis client manager: pass it as ``geventsio.Server(client_manager=RedisManager(url))``.
+
+    ``key`` is the channel prefix shared with the Node servers (their
+    adapter's ``key`` option, ``"socket.io"`` by default).
+    ``requests_timeout`` (seconds) bounds cluster requests (``fetch_sockets``,
+    ``all_rooms``, server-side emits with acknowledgements). Other keyword
+    arguments go to ``redis.Redis.from_url``.
+    """
+
+    def __init__(self, url: str = "redis://127.0.0.1:6379/0", key: str = "socket.io",
+                 requests_timeout: float = 5.0, reconnect_delay: float = 0.1,
+                 reconnect_delay_max: float = 5.0, **redis_options: Any):
+        self.url = url
+        self.key = key
+        self.requests_timeout = requests_timeout
+        self.reconnect_delay = reconnect_delay
+        self.reconnect_delay_max = reconnect_delay_max
+        self.pub = redis_client(url, **redis_options)
+        # The reader handles reconnection itself, so redis-py must not retry behind its back.
+        self._sub_client = redis_client(url, retry=Retry(NoBackoff(), 0), **redis_options)
+        self._patterns: dict[str, RedisAdapter] = {}
+        self._channels: dict[str, RedisAdapter] = {}
+        self._lock = RLock()
+        self._pubsub: Any = None
+        self._reader: gevent.Greenlet | None = None
+        self._closed = False
+        self.subscribed = Event()  # set while the subscriptions are in place
+
+    def create_adapter(self, namespace: str, server: "Server") -> "RedisAdapter":
+        """The adapter of one namespace (called by the server when the namespace is first used)."""
+        adapter = RedisAdapter(namespace, server, self)
+        with self._lock:
+            self._patterns[adapter.channel + "*"] = adapter
+            for channel in (adapter.request_channel, adapter.response_channel,
+                            adapter.specific_response_channel):
+                self._channels[channel] = adapter
+            if self._pubsub is not None:
+                self._subscribe(self._pubsub, [adapter])
+        if self._reader is None:
+            self._reader = gevent.spawn(self._read_forever)
+        return adapter
+
+    def publish(self, channel: str, message: bytes) -> None:
+        """Publish one message; when Redis is away it is logged and dropped."""
+        try:
+            self.pub.publish(channel, message)
+        except (redis.RedisError, OSError) as exc:
+            logger.warning("Redis publish on %s failed (%s); message dropped", channel, exc)
+
+    def close(self) -> None:
+        """Stop reading and drop the subscriptions (the server's shutdown calls this)."""
+        self._closed = True
+        if self._reader is not None:
+            self._reader.kill(block=True, timeout=2)
+        self._drop_pubsub()
+        self.pub.close()
+        self._sub_client.close()
+
+    # -- the reader ---------------------------------------------------------
+
+    def _subscribe(self, pubsub: Any, adapters: Iterable["RedisAdapter"]) -> None:
+        for adapter in adapters:
+            pubsub.psubscribe(adapter.channel + "*")
+            pubsub.subscribe(adapter.request_channel, adapter.response_channel,
+                             adapter.specific_response_channel)
+
+    def _drop_pubsub(self) -> None:
+        with self._lock:
+            pubsub, self._pubsub = self._pubsub, None
+        self.subscribed.clear()
+        if pubsub is not None:
+            try:
+                pubsub.close()
+            except Exception:  # pragma: no cover - closing a broken connection
+                pass
+
+    def _read_forever(self) -> None:
+        delay = self.reconnect_delay
+        lost = False
+        while not self._closed:
+            try:
+                pubsub = self._sub_client.pubsub(ignore_subscribe_messages=True)
+                with self._lock:
+                    self._subscribe(pubsub, set(self._patterns.values()))
+                    self._pubsub = pubsub
+                self.subscribed.set()
+                if lost:
+                    logger.warning("reconnected to Redis at %s; subscriptions restored", self.url)
+                    lost = False
+                delay = self.reconnect_delay
+                while not self._closed:
+                    message = pubsub.get_message(timeout=5.0)
+                    if message is not None:
+                        self._dispatch(message)
+            except (redis.RedisError, OSError) as exc:
+                self._drop_pubsub()
+                if self._closed:
+                    return
+                logger.warning("lost the Redis pub/sub connection (%s); reconnecting in %.1fs", exc, delay)
+                lost = True
+                gevent.sleep(delay)
+                delay = min(delay * 2, self.reconnect_delay_max)
+
+    def _dispatch(self, message: dict) -> None:
+        kind = message.get("type")
+        channel = _text(message.get("channel"))
+        data = message.get("data")
+        if not isinstance(data, (bytes, str)):
+            return
+        raw = data.encode() if isinstance(data, str) else data
+        try:
+            if kind == "pmessage":
+                adapter = self._patterns.get(_text(message.get("pattern")))
+                if adapter is not None:
+                    adapter.on_broadcast(channel, raw)
+            elif kind == "message":
+                adapter = self._channels.get(channel)
+                if adapter is None:
+                    return
+                if channel == adapter.request_channel:
+                    adapter.on_request(raw)
+                else:
+                    adapter.on_response(raw)
+        except MalformedMessage as exc:
+            logger.warning("dropped a malformed message on %s: %s", channel, exc)
+        except Exception:
+            logger.exception("dropped a message on %s that could not be handled", channel)
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
+
+
+class RedisAdapter(Adapter):
+    """The adapter of one namespace in a Redis cluster, with its own uid (created by ``RedisManager``)."""
+
+    def __init__(self, namespace: str, server: "Server", manager: RedisManager):
+        super().__init__(namespace, server)
+        self.manager = manager
+        self.uid = proto.new_uid()
+        key = manager.key
+        self.channel = proto.broadcast_channel(key, namespace)
+        self.request_channel = proto.request_channel(key, namespace)
+        self.response_channel = proto.response_channel(key, namespace)
+        self.specific_response_channel = proto.specific_response_channel(key, namespace, self.uid)
+        self.requests: dict[str, _Pending] = {}
+
+    # -- outgoing ------------------------------------------------------------
+
+    def broadcast(self, data: list, frames: list, rooms: Iterable[str] = (),
+                  except_rooms: Iterable[str] = ()) -> int:
+        try:
+            message = proto.encode_broadcast(self.uid, self.namespace, data, rooms, except_rooms)
+        except (TypeError, ValueError) as exc:
+            logger.error("cannot send %r to the cluster (%s); delivered locally only", data[0], exc)
+        else:
+            self.manager.publish(proto.broadcast_target(self.manager.key, self.namespace, rooms), message)
+        return self.local_broadcast(frames, rooms, except_rooms)
+
+    def _publish_request(self, kind: RequestType, **fields: Any) -> None:
+        message = proto.encode_json({"uid": self.uid, "type": int(kind), **fields})
+        self.manager.publish(self.request_channel, message)
+
+    def _request(self, kind: RequestType, expected: int, **fields: Any) -> list:
+        request_id = proto.new_uid()
+        pending = self.requests[request_id] = _Pending(kind, expected)
+        try:
+            self._publish_request(kind, requestId=request_id, **fields)
+            if not pending.done.wait(self.manager.requests_timeout):
+                error = TimeoutError(f"timeout reached while waiting for {_REQUEST_NAMES[kind]} response: "
+                                     f"{len(pending.responses)} of {expected} servers answered")
+                error.responses = pending.responses  # type: ignore[attr-defined]
+                raise error
+            return pending.responses
+        finally:
+            self.requests.pop(request_id, None)
+
+    def server_count(self) -> int:
+        """The servers subscribed to this namespace's request channel (``PUBSUB NUMSUB``), self included."""
+        try:
+            counts = self.manager.pub.pubsub_numsub(self.request_channel)
+        except (redis.RedisError, OSError) as exc:
+            logger.warning("PUBSUB NUMSUB failed (%s); counting this server only", exc)
+            return 1
+        return int(counts[0][1]) if counts else 0
+
+    def fetch_sockets(self, rooms: Iterable[str] = (), except_rooms: Iterable[str] = ()) -> list[SocketInfo]:
+        rooms, except_rooms = list(rooms), list(except_rooms)
+        found = self.local_fetch(rooms, except_rooms)
+        others = self.server_count() - 1
+        if others <= 0:
+            return found
+        for sockets in self._request(RequestType.REMOTE_FETCH, others,
+                                     opts={"rooms": rooms, "except": except_rooms}):
+            for s in sockets:
+                if isinstance(s, dict) and isinstance(s.get("id"), str):
+                    found.append(SocketInfo(s["id"], self.namespace, list(s.get("rooms") or []),
+                                            s.get("handshake") or {}, s.get("data")))
+        return found
+
+    def all_rooms(self) -> set[str]:
+        rooms = self.local_rooms()
+        others = self.server_count() - 1
+        if others > 0:
+            for names in self._request(RequestType.ALL_ROOMS, others):
+                rooms.update(str(r) for r in names)
+        return rooms
+
+    def add_sockets(self, rooms: Iterable[str], except_rooms: Iterable[str],
+                    new_rooms: Iterable[str]) -> None:
+        rooms, except_rooms, new_rooms = list(rooms), list(except_rooms), list(new_rooms)
+        self.local_add_sockets(rooms, except_rooms, new_rooms)
+        self._publish_request(RequestType.REMOTE_JOIN, opts={"rooms": rooms, "except": except_rooms},
+                              rooms=new_rooms)
+
+    def del_sockets(self, rooms: Iterable[str], except_rooms: Iterable[str],
+                    old_rooms: Iterable[str]) -> None:
+        rooms, except_rooms, old_rooms = list(rooms), list(except_rooms), list(old_rooms)
+        self.local_del_sockets(rooms, except_rooms, old_rooms)
+        self._publish_request(RequestType.REMOTE_LEAVE, opts={"rooms": rooms, "except": except_rooms},
+                              rooms=old_rooms)
+
+    def disconnect_sockets(self, rooms: Iterable[str], except_rooms: Iterable[str],
+                           close: bool = False) -> None:
+        rooms, except_rooms = list(rooms), list(except_rooms)
+        self.local_disconnect(rooms, except_rooms, close)
+        self._publish_request(RequestType.REMOTE_DISCONNECT, opts={"rooms": rooms, "except": except_rooms},
+                              close=close)
+
+    def server_side_emit(self, data: list, callback: Callable[..., Any] | None = None,
+                         timeout: float | None = None) -> None:
+        if callback is None:
+            self._publish_request(RequestType.SERVER_SIDE_EMIT, data=list(data))
+            return
+
+        def wait_for_answers() -> None:
+            others = self.server_count() - 1
+            if others <= 0:
+                callback([])
+                return
+            try:
+                responses = self._request(RequestType.SERVER_SIDE_EMIT, others, data=list(data))
+            except TimeoutError as exc:
+                callback(exc)
+            else:
+                callback(responses)
+
+        gevent.spawn(wait_for_answers)
+
+    # -- incoming (on the manager's reader greenlet) ----------------------------
+
+    def on_broadcast(self, channel: str, raw: bytes) -> None:
+        room = proto.room_of_channel(channel, self.manager.key, self.namespace)
+        if room and room not in self.rooms:
+            return  # a room with nobody here: skip decoding
+        uid, packet, rooms, except_rooms, _flags = proto.decode_broadcast(raw)
+        if uid == self.uid or packet["nsp"] != self.namespace:
+            return
+        if packet.get("type") not in (PacketType.EVENT, PacketType.BINARY_EVENT):
+            raise MalformedMessage(f"cannot broadcast a packet of type {packet.get('type')!r}")
+        frames = to_frames(Packet(PacketType.EVENT, self.namespace, packet["data"]))
+        self.local_broadcast(frames, rooms, except_rooms)
+
+    def on_request(self, raw: bytes) -> None:
+        request = proto.decode_message(raw)
+        kind = request.get("type")
+        request_id = request.get("requestId")
+        if request.get("uid") == self.uid or request_id in self.requests:
+            return  # our own request, heard back
+        if kind == RequestType.SOCKETS:
+            rooms = proto.rooms_list(request.get("rooms") or [])
+            self._respond({"requestId": request_id, "sockets": sorted(self.sids_in(rooms))})
+        elif kind == RequestType.ALL_ROOMS:
+            self._respond({"requestId": request_id, "rooms": sorted(self.local_rooms())})
+        elif kind in (RequestType.REMOTE_JOIN, RequestType.REMOTE_LEAVE, RequestType.REMOTE_DISCONNECT):
+            self._on_remote_operation(kind, request)
+        elif kind == RequestType.REMOTE_FETCH:
+            rooms, except_rooms = proto.targets_of(request)
+            sockets = [s.to_json() for s in self.local_fetch(rooms, except_rooms)]
+            self._respond({"requestId": request_id, "sockets": sockets})
+        elif kind == RequestType.SERVER_SIDE_EMIT:
+            data = request.get("data")
+            if not isinstance(data, list) or not data or not isinstance(data[0], str):
+                raise MalformedMessage("a server-side emit has no event")
+            gevent.spawn(self._run_server_side, data, request_id)
+        elif kind == RequestType.BROADCAST:
+            self._on_broadcast_with_ack(request)
+        else:
+            logger.debug("ignored a request of type %r", kind)
+
+    def _on_remote_operation(self, kind: int, request: dict) -> None:
+        if request.get("opts") is not None:
+            rooms, except_rooms = proto.targets_of(request)
+            if kind == RequestType.REMOTE_JOIN:
+                self.local_add_sockets(rooms, except_rooms, proto.rooms_list(request.get("rooms") or []))
+            elif kind == RequestType.REMOTE_LEAVE:
+                self.local_del_sockets(rooms, except_rooms, proto.rooms_list(request.get("rooms") or []))
+            else:
+                self.local_disconnect(rooms, except_rooms, bool(request.get("close")))
+            return
+        sid = request.get("sid")  # the single-socket form of older adapters
+        if not isinstance(sid, str) or sid not in self.sockets:
+            return
+        if kind == RequestType.REMOTE_JOIN:
+            self.add(sid, str(request.get("room")))
+        elif kind == RequestType.REMOTE_LEAVE:
+            self.discard(sid, str(request.get("room")))
+        else:
+            self.local_disconnect([sid], [], bool(request.get("close")))
+        self._respond({"requestId": request.get("requestId")})
+
+    def _run_server_side(self, data: list, request_id: Any) -> None:
+        try:
+            result = self.server._server_side_event(self.namespace, data)
+        except Exception:
+            logger.exception("server-side handler of %r failed", data[0])
+            return
+        if request_id is not None:
+            # Node publishes these answers on the common response channel.
+            self.manager.publish(self.response_channel, proto.encode_json(
+                {"type": int(RequestType.SERVER_SIDE_EMIT), "requestId": request_id, "data": result}))
+
+    def _on_broadcast_with_ack(self, request: dict) -> None:
+        packet = request.get("packet")
+        if not isinstance(packet, dict) or not isinstance(packet.get("data"), list) or not packet["data"]:
+            raise MalformedMessage("a broadcast request has no packet")
+        rooms, except_rooms = proto.targets_of(request)
+        flags = (request.get("opts") or {}).get("flags") or {}
+        timeout_ms = flags.get("timeout") if isinstance(flags, dict) else None
+        timeout = timeout_ms / 1000 if isinstance(timeout_ms, (int, float)) else None
+        request_id = request.get("requestId")
+        ack_id = self.server._next_ack_id()
+        frames = to_frames(Packet(PacketType.EVENT, self.namespace, packet["data"], ack_id))
+
+        def on_ack(*args: Any) -> None:
+            if len(args) == 1 and isinstance(args[0], Exception):
+                return  # timed out or gone: the requester's own timer covers it
+            self._respond(proto.pack({"type": int(RequestType.BROADCAST_ACK), "requestId": request_id,
+                                      "packet": args[0] if args else None}))
+
+        count = self.local_broadcast_with_ack(frames, ack_id, on_ack, timeout, True, rooms, except_rooms)
+        self._respond({"type": int(RequestType.BROADCAST_CLIENT_COUNT), "requestId": request_id,
+                       "clientCount": count})
+
+    def _respond(self, response: dict | bytes) -> None:
+        raw = response if isinstance(response, bytes) else proto.encode_json(response)
+        self.manager.publish(self.response_channel, raw)
+
+    def on_response(self, raw: bytes) -> None:
+        response = proto.decode_message(raw)
+        pending = self.requests.get(response.get("requestId"))  # type: ignore[arg-type]
+        if pending is None:
+            return
+        if pending.type == RequestType.REMOTE_FETCH or pending.type == RequestType.SOCKETS:
+            if isinstance(response.get("sockets"), list):
+                pending.add(response["sockets"])
+        elif pending.type == RequestType.ALL_ROOMS:
+            if isinstance(response.get("rooms"), list):
+                pending.add(response["rooms"])
+        elif pending.type == RequestType.SERVER_SIDE_EMIT:
+            pending.add(response.get("data"))
+
+    def close(self) -> None:
+        for pending in self.requests.values():
+            pending.done.set()
