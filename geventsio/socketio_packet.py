@@ -70,6 +70,31 @@ _SEPARATORS = (",", ":")
 _JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=_SEPARATORS, allow_nan=False)
 
 
+def _not_json(obj: Any) -> Any:
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+def _make_dumps() -> Any:
+    """The same output as ``_JSON_ENCODER.encode``, with the C encoder built once.
+
+    ``JSONEncoder.encode`` rebuilds its C encoder on every call (~1.7 µs of an
+    echo's ~15); built once, a dump costs ~0.5 µs. Without circular-reference
+    markers a cycle ends in RecursionError instead of ValueError.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    escape = getattr(json.encoder, "c_encode_basestring", None)
+    if make is None or escape is None:
+        return _JSON_ENCODER.encode
+    encode_chunks = make(None, _not_json, escape, None, ":", ",", False, False, False)
+
+    def dumps(data: Any) -> str:
+        return "".join(encode_chunks(data, 0))
+    return dumps
+
+
+_dumps = _make_dumps()
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -110,7 +135,7 @@ def encode(packet: Packet) -> list[str | bytes]:
         try:
             # Most packets hold no binary: one C-level dump and no tree scan. The
             # plain encoder rejects bytes with TypeError, which sends us the slow way.
-            body = _JSON_ENCODER.encode(data)
+            body = _dumps(data)
         except TypeError:
             body, attachments = _dumps_with_attachments(data)
     if attachments:

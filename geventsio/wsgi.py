@@ -133,8 +133,9 @@ class Handler(WebSocketHandler):
 
     def log_request(self) -> None:
         # Parked polls and WebSockets make per-request access lines noise;
-        # pass log=... to make_server to get them anyway.
-        if self.server.log is not None and "101" not in str(self.status):
+        # pass log=... to make_server to get them anyway. (gevent replaces
+        # log=None with a no-op logger, so the line would be formatted for nothing.)
+        if getattr(self.server, "access_log", True) and "101" not in str(self.status):
             super(WebSocketHandler, self).log_request()
 
 
@@ -142,7 +143,9 @@ def make_server(app: WSGIAppType, host: str = "127.0.0.1", port: int = 5000,
                 log: Any = None, **kwargs: Any) -> WSGIServer:
     """A gevent WSGI server with WebSocket support for ``app``; call ``start()`` or ``serve_forever()``."""
     kwargs.setdefault("handler_class", Handler)
-    return WSGIServer((host, port), app, log=log, **kwargs)
+    server = WSGIServer((host, port), app, log=log, **kwargs)
+    server.access_log = log is not None
+    return server
 
 
 def serve(app: WSGIAppType, host: str = "127.0.0.1", port: int = 5000, **kwargs: Any) -> None:
