@@ -363,7 +363,7 @@ class Server(RoomsMixin, HandlerDecorators):
             return
         if refusal is not None:
             self._detach(socket)
-            self._adapter(nsp).remove_socket(socket.sid)
+            self._remove_from_adapter(socket)
             self.sockets.pop(socket.sid, None)
             session.send_frames(to_frames(Packet(PacketType.CONNECT_ERROR, nsp, refusal)))
             return
@@ -400,9 +400,20 @@ class Server(RoomsMixin, HandlerDecorators):
         except Exception:
             logger.exception("disconnect handler of %r failed", socket.namespace)
         finally:
-            adapter = self.adapters.get(socket.namespace)
-            if adapter is not None:
-                adapter.remove_socket(socket.sid)
+            self._remove_from_adapter(socket)
             if self.sockets.get(socket.sid) is socket:
                 del self.sockets[socket.sid]
             socket.drop_acks()
+
+    def _remove_from_adapter(self, socket: Socket) -> None:
+        nsp = socket.namespace
+        adapter = self.adapters.get(nsp)
+        if adapter is None:
+            return
+        adapter.remove_socket(socket.sid)
+        # A namespace admitted by a pattern ("*", a regex, a callable) keeps no
+        # state once empty, or clients could grow the server by naming new ones.
+        if not adapter.sockets and nsp != "/" and nsp not in self.table.names() \
+                and nsp not in self._accepted:
+            del self.adapters[nsp]
+            adapter.close()

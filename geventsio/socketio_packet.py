@@ -99,10 +99,22 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-_JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (_INF, -_INF):  # 1e999 overflows to infinity, which no peer can be sent
+        raise ValueError(f"{text[:20]} is out of range")
+    return value
 
 
-def _dumps_with_attachments(data: Any) -> tuple[str, list[bytes]]:
+_INF = float("inf")
+_JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+# A lone surrogate ("\ud800", as JavaScript's JSON.stringify writes it) decodes
+# to a str that UTF-8 cannot carry; such text is sent \u-escaped instead.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _dumps_with_attachments(data: Any, ensure_ascii: bool = False) -> tuple[str, list[bytes]]:
     """Serialize ``data``, swapping each binary value for a numbered placeholder."""
     attachments: list[bytes] = []
 
@@ -114,7 +126,7 @@ def _dumps_with_attachments(data: Any) -> tuple[str, list[bytes]]:
 
     # json calls `default` in serialization order, which is the placeholder order.
     encoder = json.JSONEncoder(
-        ensure_ascii=False, separators=_SEPARATORS, allow_nan=False, default=placeholder
+        ensure_ascii=ensure_ascii, separators=_SEPARATORS, allow_nan=False, default=placeholder
     )
     return encoder.encode(data), attachments
 
@@ -138,6 +150,8 @@ def encode(packet: Packet) -> list[str | bytes]:
             body = _dumps(data)
         except TypeError:
             body, attachments = _dumps_with_attachments(data)
+        if not body.isascii() and _SURROGATE.search(body):
+            body, attachments = _dumps_with_attachments(data, ensure_ascii=True)
     if attachments:
         try:
             ptype = _PROMOTE[ptype]

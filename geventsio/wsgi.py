@@ -119,6 +119,16 @@ class Handler(WebSocketHandler):
         except gevent.Timeout:
             raise ValueError(f"request headers not complete within {self.request_timeout} s") from None
 
+    def upgrade_websocket(self) -> Any:
+        # gevent-websocket answers a bad handshake with str bodies, which
+        # pywsgi cannot write (a TypeError per request reaches the hub).
+        result = super().upgrade_websocket()
+        if result:
+            result = [part.encode("latin-1") if isinstance(part, str) else part for part in result]
+            if self.code == 402:  # its answer to an HTTP/1.0 upgrade; it means 400
+                self.start_response("400 Bad Request", [], exc_info=True)
+        return result
+
     def handle(self) -> None:
         try:
             self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -29,12 +29,17 @@ class WorkerPool:
             # Waiter.switch belongs on the event loop: hand the job over from there.
             self._loop.run_callback(waiter.switch, job)
             return worker
-        return gevent.spawn_raw(self._work, job)
+        # The job travels in a list the worker empties: arguments given to
+        # spawn_raw would stay referenced (with their session) for the
+        # worker's whole life.
+        return gevent.spawn_raw(self._work, [job])
 
-    def _work(self, job: Callable[[], None]) -> None:
+    def _work(self, first: list) -> None:
         me = gevent.getcurrent()
+        job: Callable[[], None] | None = first.pop()
         while True:
             job()  # jobs catch their own errors; a kill ends the worker here
+            job = None  # an idle worker keeps no session alive
             if len(self._idle) >= self.max_idle:
                 return
             waiter = Waiter()

@@ -68,7 +68,11 @@ class Server:
       session run one at a time, in arrival order, each off the reading greenlet;
     - ``disconnect(sid, reason)``: the session closed, after its last message.
 
-    Times are in seconds; sizes in bytes.
+    Times are in seconds; sizes in bytes. Bounds: ``max_http_buffer_size``
+    (a POST body or WebSocket message), ``max_queued_bytes`` (unsent data per
+    session), ``max_inbox`` (handler calls queued per session),
+    ``body_timeout`` (to deliver a POST body), ``close_flush_timeout`` (for a
+    closing session's last writes).
     """
 
     def __init__(
@@ -87,6 +91,7 @@ class Server:
         max_queued_bytes: int = 16 * 1024 * 1024,
         max_inbox: int = 256,
         close_flush_timeout: float = 5,
+        body_timeout: float = 30,
         listener: Listener | None = None,
     ):
         unknown = set(transports) - set(TRANSPORTS)
@@ -104,6 +109,7 @@ class Server:
         self.max_queued_bytes = max_queued_bytes
         self.max_inbox = max_inbox
         self.close_flush_timeout = close_flush_timeout
+        self.body_timeout = body_timeout
         self.sessions: dict[str, Session] = {}
         self.workers = WorkerPool()
         self.listener: Listener = listener if listener is not None else HandlerListener()

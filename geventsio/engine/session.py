@@ -79,6 +79,7 @@ class Session:
         self._writer: gevent.Greenlet | None = None  # only while a write would block
         self._pending = b""  # bytes of a write the socket did not take yet
         self._flush_scheduled = False
+        self._cut_timer: Any = None
         self.websocket: "WebSocket | None" = None
         self.polling_get_active = False
         self.polling_post_active = False
@@ -297,7 +298,7 @@ class Session:
             self._pending = data[written:]
             self._writer = gevent.spawn(self._run_writer, ws)
         elif self.state is State.CLOSED:
-            gevent.spawn(ws.close)
+            self._close_websocket()
 
     def _run_writer(self, ws: "WebSocket") -> None:
         """Blocking writes for a client that does not read as fast as we send."""
@@ -315,7 +316,7 @@ class Session:
         finally:
             self._writer = None
             if self.state is State.CLOSED:
-                ws.close()
+                self._close_websocket()
 
     # -- closing --------------------------------------------------------
 
@@ -336,7 +337,6 @@ class Session:
             self._frames.append(CLOSE_FRAME)
         self._set_state(State.CLOSED)
         self._inbox_room.set()
-        current = gevent.getcurrent()
         self._ping_timer.stop()
         if self._pong_timer is not None:
             self._pong_timer.stop()
@@ -348,18 +348,29 @@ class Session:
             else:
                 self.server._forget(self)
         if self.websocket is not None:
-            if self._writer is None:
-                self._schedule_flush()  # the close packet, then the connection
-            elif self._writer is not current:
-                # A client that does not read gets a bounded grace period.
-                gevent.spawn_later(self.server.close_flush_timeout, self._cut, self._writer)
+            # The close packet, then the connection; a client that does not
+            # read gets a bounded grace period, then its socket is cut.
+            self._schedule_flush()
+            self._cut_timer = self._start_timer(self.server.close_flush_timeout, self._cut)
         self.schedule(self.server.listener.on_close, self, reason)
 
-    def _cut(self, writer: gevent.Greenlet) -> None:
-        if not writer.dead:
-            writer.kill(block=False)
-            if self.websocket is not None:
-                self.websocket.close()
+    def _close_websocket(self) -> None:
+        if self._cut_timer is not None:
+            self._cut_timer.stop()
+            self._cut_timer = None
+        if self.websocket is not None:
+            self.websocket.close()
+
+    def _cut(self) -> None:
+        # On the event loop: nothing here waits (WebSocket.close never does).
+        self._cut_timer = None
+        writer = self._writer
+        if writer is not None:
+            gevent.kill(writer)
+        self._pending = b""
+        self._frames = []
+        if self.websocket is not None:
+            self.websocket.close()
 
     def kill(self) -> None:
         """Stop every greenlet of this session at once (server shutdown)."""

@@ -125,7 +125,7 @@ def polling_get(server: "Server", session: Session, request: http.Request, start
             watch.stop()
         if session.closed:
             server._forget(session)
-    body = encode_payload(frames).encode("utf-8") if frames else NOOP_FRAME.encode()
+    body = encode_payload(frames).encode("utf-8", "replace") if frames else NOOP_FRAME.encode()
     return http.respond(start_response, request, 200, body, headers)
 
 
@@ -139,7 +139,14 @@ def polling_post(server: "Server", session: Session, request: http.Request, star
     session.polling_post_active = True
     try:
         try:
-            body = http.read_body(request.environ, server.max_http_buffer_size)
+            with gevent.Timeout(server.body_timeout):
+                body = http.read_body(request.environ, server.max_http_buffer_size)
+        except gevent.Timeout:
+            logger.warning("session %s: POST body not received within body_timeout=%ss; closing",
+                           session.sid, server.body_timeout)
+            session.close(REASON_TRANSPORT_ERROR)
+            return http.respond(start_response, request, 400, b"", headers + http.skip_request_body(
+                request.environ))
         except http.BodyTooLarge:
             logger.warning(
                 "session %s: refused a POST larger than max_http_buffer_size=%d bytes",

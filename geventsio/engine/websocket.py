@@ -66,7 +66,8 @@ def frame_header(opcode: int, length: int) -> bytes:
 def encode_frame(data: str | bytes) -> bytes:
     """One complete server frame: text for ``str``, binary for ``bytes``."""
     if isinstance(data, str):
-        payload = data.encode("utf-8")
+        # "replace": a lone surrogate in app text must not cost the whole batch.
+        payload = data.encode("utf-8", "replace")
         return frame_header(OP_TEXT, len(payload)) + payload
     return frame_header(OP_BINARY, len(data)) + data
 
@@ -251,13 +252,22 @@ class WebSocket:
             return 0
 
     def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
-        """Send a close frame (once) and shut the connection down; safe to call twice."""
+        """Send a close frame (once, if the socket takes it now) and shut the connection down.
+
+        Never waits, so it is safe on the event loop and while another
+        greenlet is stuck writing to a client that does not read: the
+        shutdown is what unblocks that writer.
+        """
         if self.closed:
             return
         self.closed = True
-        payload = _U16.pack(code) + reason.encode("utf-8")[:123]
+        frame = _U16.pack(code) + reason.encode("utf-8")[:123]
+        frame = frame_header(OP_CLOSE, len(frame)) + frame
         try:
-            self._send_raw(frame_header(OP_CLOSE, len(payload)) + payload)
+            if self._send_nowait is None:
+                self._send_raw(frame)
+            elif not self._write_lock.locked():
+                self._send_nowait(frame)  # best effort: a partial close frame is harmless at the end
         except OSError:
             pass
         if self._shutdown is not None:
