@@ -18,7 +18,7 @@ from . import namespace as _namespace
 from .broadcast import as_rooms
 from .exceptions import ConnectionRefusedError
 from .server import Server
-from .wsgi import WSGIApp, serve
+from .wsgi import WSGIApp, make_server
 
 if TYPE_CHECKING:  # pragma: no cover
     from .flask_testing import SocketIOTestClient
@@ -65,7 +65,7 @@ class SocketIO:
         self.exception_handlers: dict[str, ErrorHandler] = {}
         self.default_exception_handler: ErrorHandler | None = None
         self.app: flask.Flask | None = None
-        self.wsgi_server: Any = None
+        self._wsgi_server: Any = None  # the server run() started
         if app is not None or options:
             self.init_app(app, **options)
 
@@ -261,7 +261,9 @@ class SocketIO:
             kwargs.setdefault("log", "default")
 
         def run_server() -> None:
-            serve(app, host, port, **kwargs)
+            self._wsgi_server = make_server(app, host, port, **kwargs)
+            logger.info("geventsio serving on http://%s:%d", host, self._wsgi_server.server_port)
+            self._wsgi_server.serve_forever()
 
         if use_reloader:
             from werkzeug._reloader import run_with_reloader
@@ -272,6 +274,9 @@ class SocketIO:
     def stop(self) -> None:
         """Disconnect every client and stop the server started by ``run``."""
         self._srv().shutdown()
+        if self._wsgi_server is not None:
+            self._wsgi_server.stop(timeout=1)
+            self._wsgi_server = None
 
     def test_client(self, app: flask.Flask, namespace: str | None = None, query_string: str | None = None,
                     headers: dict | None = None, auth: Any = None,

@@ -292,3 +292,29 @@ def test_disconnect_handler_runs_when_a_real_client_leaves(app, socketio, served
     left_sid, reason = left.get(timeout=TIMEOUT)
     assert left_sid == sid
     assert reason in (geventsio.Server.reason.CLIENT_DISCONNECT, geventsio.Server.reason.TRANSPORT_CLOSE)
+
+
+def test_run_serves_the_app_and_stop_ends_it() -> None:
+    import http.client
+    import socket as pysocket
+
+    app = flask.Flask(__name__)
+    socketio = SocketIO(app)
+    probe = pysocket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    runner = gevent.spawn(socketio.run, app, "127.0.0.1", port)
+    deadline = gevent.get_hub().loop.now() + TIMEOUT
+    while True:  # until run() listens (bounded)
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+            conn.request("GET", "/socket.io/?EIO=4&transport=polling")
+            break
+        except ConnectionRefusedError:
+            assert gevent.get_hub().loop.now() < deadline, "run() never listened"
+            gevent.sleep(0.01)
+    assert conn.getresponse().status == 200
+    socketio.stop()
+    runner.join(timeout=TIMEOUT)
+    assert runner.dead and runner.successful()

@@ -51,10 +51,6 @@ class Request:
         self.origin = environ.get("HTTP_ORIGIN")
 
     @property
-    def is_websocket(self) -> bool:
-        return self.environ.get("HTTP_UPGRADE", "").lower() == "websocket"
-
-    @property
     def client_wants_close(self) -> bool:
         return "close" in self.environ.get("HTTP_CONNECTION", "").lower()
 
