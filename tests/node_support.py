@@ -7,6 +7,7 @@ Without Node the tests are skipped locally and fail under CI.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -40,3 +41,26 @@ def require_npm_packages(folder: Path) -> Path:
         if done.returncode != 0:
             skip_or_fail(f"`npm ci` failed in {folder}: {done.stderr.strip()[-2000:]}")
     return modules
+
+
+def run_node_report(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float,
+                    summarize=lambda report: report) -> dict:
+    """Run a Node script that prints one JSON report as its last line; return it, checked ok.
+
+    ``summarize`` shortens the report quoted in a failure message.
+    """
+    proc = subprocess.run(cmd, cwd=cwd, env=dict(os.environ, **env), capture_output=True,
+                          text=True, timeout=timeout)
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert lines, (f"the client printed nothing (exit {proc.returncode}); "
+                   f"stderr:\n{proc.stderr[-4000:]}")
+    try:
+        report = json.loads(lines[-1])
+    except ValueError:
+        pytest.fail(f"the client's last line is not JSON: {lines[-1][:500]!r}; "
+                    f"stderr:\n{proc.stderr[-4000:]}")
+    assert report.get("ok") is True and proc.returncode == 0, (
+        f"the client failed (exit {proc.returncode}): {report.get('error')}\n"
+        f"report: {json.dumps(summarize(report), ensure_ascii=False)[:6000]}\n"
+        f"stderr:\n{proc.stderr[-4000:]}")
+    return report

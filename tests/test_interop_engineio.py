@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import gevent.event
 import pytest
-from node_support import require_npm_packages
+from node_support import require_npm_packages, run_node_report
 
 from geventsio.engine.session import (
     REASON_FORCED_CLOSE,
@@ -115,22 +113,8 @@ def _summarize(events: list[tuple]) -> list[tuple]:
 def run_client(running: Any, mode: str, scenario: str = "echo") -> dict:
     """Run eio_client.mjs against ``running`` and return its JSON report (checked to be ok)."""
     cmd = ["node", str(CLIENT_SCRIPT), running.url, f"/{running.path}/", mode, scenario]
-    env = dict(os.environ, EIO_CLIENT_TIMEOUT_MS=str(CLIENT_TIMEOUT_MS))
-    proc = subprocess.run(cmd, cwd=INTEROP_DIR, env=env, capture_output=True, text=True,
-                          timeout=CLIENT_TIMEOUT_MS / 1000 + 20)
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    assert lines, (f"the client printed nothing (exit {proc.returncode}); "
-                   f"stderr:\n{proc.stderr[-4000:]}")
-    try:
-        report = json.loads(lines[-1])
-    except ValueError:
-        pytest.fail(f"the client's last line is not JSON: {lines[-1][:500]!r}; "
-                    f"stderr:\n{proc.stderr[-4000:]}")
-    assert report.get("ok") is True and proc.returncode == 0, (
-        f"the client failed (exit {proc.returncode}): {report.get('error')}\n"
-        f"report: {json.dumps(_short_report(report), ensure_ascii=False)}\n"
-        f"stderr:\n{proc.stderr[-4000:]}")
-    return report
+    return run_node_report(cmd, INTEROP_DIR, {"EIO_CLIENT_TIMEOUT_MS": str(CLIENT_TIMEOUT_MS)},
+                           CLIENT_TIMEOUT_MS / 1000 + 20, _short_report)
 
 
 def _short_report(report: dict) -> dict:

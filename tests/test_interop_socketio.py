@@ -15,15 +15,13 @@ installed on first use by ``node_support.require_npm_packages``.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import gevent
 import pytest
-from node_support import require_npm_packages
+from node_support import require_npm_packages, run_node_report
 from gevent.event import AsyncResult, Event
 
 import geventsio
@@ -104,21 +102,8 @@ def from_js(value: Any) -> Any:
 def run_client(running: Any, scenario: str, transports: str) -> dict:
     """Run one scenario of sio_client.mjs and return its report (checked to be ok)."""
     cmd = ["node", str(CLIENT_SCRIPT), running.url, scenario, transports]
-    env = dict(os.environ, SIO_CLIENT_TIMEOUT_MS=str(CLIENT_TIMEOUT_MS))
-    proc = subprocess.run(cmd, cwd=INTEROP_DIR, env=env, capture_output=True, text=True,
-                          timeout=CLIENT_TIMEOUT_MS / 1000 + 20)
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    assert lines, (f"the client printed nothing (exit {proc.returncode}); "
-                   f"stderr:\n{proc.stderr[-4000:]}")
-    try:
-        report = json.loads(lines[-1])
-    except ValueError:
-        pytest.fail(f"the client's last line is not JSON: {lines[-1][:500]!r}; "
-                    f"stderr:\n{proc.stderr[-4000:]}")
-    assert report.get("ok") is True and proc.returncode == 0, (
-        f"the client failed (exit {proc.returncode}): {report.get('error')}\n"
-        f"report: {json.dumps(report, ensure_ascii=False)[:6000]}\n"
-        f"stderr:\n{proc.stderr[-4000:]}")
+    report = run_node_report(cmd, INTEROP_DIR, {"SIO_CLIENT_TIMEOUT_MS": str(CLIENT_TIMEOUT_MS)},
+                             CLIENT_TIMEOUT_MS / 1000 + 20)
     return from_js(report)
 
 
