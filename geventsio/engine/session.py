@@ -106,11 +106,9 @@ class Session:
         """
         if self.state is State.CLOSED:
             return False
-        size = 0
-        for f in frames:
-            size += len(f)
         self._frames.extend(frames)
-        self._queued_bytes += size
+        # Text frames count their characters: cheap, and within 4x of their bytes.
+        self._queued_bytes += sum(map(len, frames))
         if self._queued_bytes + len(self._pending) > self.server.max_queued_bytes:
             logger.warning(
                 "session %s: %d bytes queued for a client that is not reading; closing it "
