@@ -255,9 +255,16 @@ class Server(RoomsMixin, HandlerDecorators):
     def sleep(self, seconds: float = 0) -> None:
         gevent.sleep(seconds)
 
-    def shutdown(self) -> None:
-        """Disconnect every client, stop their greenlets and leave the cluster."""
-        self.eio.shutdown()
+    def shutdown(self, timeout: float = 5) -> None:
+        """Disconnect every client gracefully, stop their greenlets and leave the cluster.
+
+        New connections are refused. Each client receives what was already
+        queued for it, then its transport is closed (so it reconnects, to a
+        restarted server or another worker); ``disconnect`` handlers run with
+        reason ``"server shutting down"``. Returns when all of that is done, or
+        after ``timeout`` seconds, when whatever is left is stopped.
+        """
+        self.eio.shutdown(timeout)
         for adapter in list(self.adapters.values()):
             adapter.close()
         self.client_manager.close()

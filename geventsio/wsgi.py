@@ -6,6 +6,7 @@ import logging
 import mimetypes
 import os
 import socket
+import weakref
 from typing import Any, Callable, Iterable, Union
 
 import gevent
@@ -107,9 +108,14 @@ class Handler(WebSocketHandler):
     keepalive_timeout = 60.0
 
     def read_requestline(self) -> str:
-        timeout = self.keepalive_timeout
-        with gevent.Timeout(timeout, False):
-            return super().read_requestline()
+        if _draining:
+            return ""  # the process is exiting: no new request on this connection
+        _idle_handlers.add(self)
+        try:
+            with gevent.Timeout(self.keepalive_timeout, False):
+                return super().read_requestline()
+        finally:
+            _idle_handlers.discard(self)
         return ""  # the client sent nothing in time: close the connection quietly
 
     def read_request(self, raw_requestline: str) -> Any:
@@ -147,6 +153,27 @@ class Handler(WebSocketHandler):
         # log=None with a no-op logger, so the line would be formatted for nothing.)
         if getattr(self.server, "access_log", True) and "101" not in str(self.status):
             super(WebSocketHandler, self).log_request()
+
+
+# Connections waiting for their next request, and whether the process stopped
+# taking requests: a graceful exit must not wait keepalive_timeout for them.
+_idle_handlers: "weakref.WeakSet[Handler]" = weakref.WeakSet()
+_draining = False
+
+
+def close_idle_connections() -> None:
+    """Close idle keep-alive connections now and busy ones after their response.
+
+    For a process that is exiting (the gunicorn worker's SIGTERM): HTTP clients
+    retry a request on a kept-alive connection the server closed.
+    """
+    global _draining
+    _draining = True
+    for handler in list(_idle_handlers):
+        try:
+            handler.socket.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass
 
 
 def make_server(app: WSGIAppType, host: str = "127.0.0.1", port: int = 5000,

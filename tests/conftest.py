@@ -55,7 +55,7 @@ def serve_app() -> Iterator[Callable[..., RunningServer]]:
     yield start
     for r in running:
         r.wsgi_server.stop(timeout=1)
-        r.server.shutdown()
+        r.server.shutdown(timeout=0.5)
 
 
 @pytest.fixture

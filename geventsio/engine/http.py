@@ -36,6 +36,7 @@ _STATUS_TEXT = {
     403: "403 Forbidden",
     404: "404 Not Found",
     413: "413 Payload Too Large",
+    503: "503 Service Unavailable",
 }
 
 
@@ -143,9 +144,10 @@ def error(
     code: int,
     headers: Headers,
     status: int = 400,
+    message: str | None = None,
 ) -> list[bytes]:
     """The reference server's JSON error: ``{"code": N, "message": "..."}``."""
-    body = json.dumps({"code": code, "message": ERROR_MESSAGES[code]}).encode()
+    body = json.dumps({"code": code, "message": message or ERROR_MESSAGES[code]}).encode()
     if request.method == "POST":
         headers = headers + skip_request_body(request.environ)
     return respond(start_response, request, status, body, headers, "application/json")

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
+import weakref
 from typing import Any, Callable, Iterable, Protocol
+
+import gevent
 
 from . import http, transports
 from .dispatch import WorkerPool
 from .packet import Frame, message_frame
-from .session import REASON_FORCED_CLOSE, Session, State
+from .session import REASON_FORCED_CLOSE, REASON_SHUTDOWN, Session, State
 from .websocket import CLOSE_POLICY_VIOLATION, WebSocket
 
 logger = logging.getLogger("geventsio.engine")
@@ -55,6 +59,15 @@ class HandlerListener:
         handler = self.handlers.get("disconnect")
         if handler is not None:
             handler(session.sid, reason)
+
+
+_live_servers: "weakref.WeakSet[Server]" = weakref.WeakSet()
+
+
+def shutdown_all(timeout: float = 5) -> None:
+    """Shut down every Engine.IO server of this process at once (a worker's SIGTERM)."""
+    greenlets = [gevent.spawn(server.shutdown, timeout) for server in list(_live_servers)]
+    gevent.joinall(greenlets)
 
 
 class Server:
@@ -111,6 +124,8 @@ class Server:
         self.close_flush_timeout = close_flush_timeout
         self.body_timeout = body_timeout
         self.sessions: dict[str, Session] = {}
+        self.accepting = True  # False once shutdown() began: handshakes are refused
+        _live_servers.add(self)
         self.workers = WorkerPool()
         self.listener: Listener = listener if listener is not None else HandlerListener()
 
@@ -154,9 +169,23 @@ class Server:
             return None
         return "websocket" if session.state is State.WEBSOCKET else "polling"
 
-    def shutdown(self) -> None:
-        """Close every session and stop their greenlets."""
-        for session in list(self.sessions.values()):
+    def shutdown(self, timeout: float = 5) -> None:
+        """Close every session gracefully; return when they are done or ``timeout`` passed.
+
+        From now on handshakes are refused (503). Each client gets what was
+        already queued for it, then a close packet; the layer above hears of
+        each close (reason ``"server shutting down"``) and its handlers finish.
+        Sessions still busy after ``timeout`` seconds (a client not reading, a
+        handler still running) are cut and their greenlets killed.
+        """
+        self.accepting = False
+        sessions = list(self.sessions.values())
+        for session in sessions:
+            session.close(REASON_SHUTDOWN)
+        deadline = time.monotonic() + timeout
+        for session in sessions:
+            session.wait_finished(max(0.0, deadline - time.monotonic()))
+        for session in sessions:
             session.kill()
 
     # -- WSGI entry -----------------------------------------------------
@@ -173,12 +202,12 @@ class Server:
 
     def _route(self, request: http.Request, ws: WebSocket | None,
                start_response: Callable[..., Any]) -> Iterable[bytes]:
-        def refuse(code: int, status: int = 400) -> Iterable[bytes]:
+        def refuse(code: int, status: int = 400, message: str | None = None) -> Iterable[bytes]:
             if ws is not None:
                 # The 101 is already sent: the close frame carries the error.
-                ws.close(CLOSE_POLICY_VIOLATION, http.ERROR_MESSAGES[code])
+                ws.close(CLOSE_POLICY_VIOLATION, message or http.ERROR_MESSAGES[code])
                 return []
-            return http.error(start_response, request, code, cors, status)
+            return http.error(start_response, request, code, cors, status, message)
 
         cors: http.Headers = []
         if not self.cors.check(request):
@@ -196,6 +225,10 @@ class Server:
             return refuse(http.BAD_REQUEST)
         sid = query.get("sid")
         if sid is None:
+            if not self.accepting:
+                # Clients retry a failed handshake with back-off: by then a
+                # restarted server (or another worker) answers.
+                return refuse(http.BAD_REQUEST, 503, "Server shutting down")
             if request.method != "GET":
                 return refuse(http.BAD_HANDSHAKE_METHOD)
             if self.allow_request is not None and not self.allow_request(request.environ):
@@ -266,6 +299,7 @@ class Server:
     def _forget(self, session: Session) -> None:
         if self.sessions.get(session.sid) is session:
             del self.sessions[session.sid]
+            session.forgotten()
 
 
 def _can_upgrade(environ: dict) -> bool:

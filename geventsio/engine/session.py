@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
 from typing import TYPE_CHECKING, Any, Callable
 
 import gevent
@@ -80,6 +81,7 @@ class Session:
         self._pending = b""  # bytes of a write the socket did not take yet
         self._flush_scheduled = False
         self._cut_timer: Any = None
+        self._forgotten: Event | None = None  # created only for wait_finished
         self.websocket: "WebSocket | None" = None
         self.polling_get_active = False
         self.polling_post_active = False
@@ -339,7 +341,7 @@ class Session:
         if self._pong_timer is not None:
             self._pong_timer.stop()
         if not self.polling_get_active:
-            if was_polling and reason == REASON_FORCED_CLOSE:
+            if was_polling and (reason == REASON_FORCED_CLOSE or reason == REASON_SHUTDOWN):
                 # As Node's engine.io does: the next GET collects the close packet.
                 timer = gevent.get_hub().loop.timer(self.server.close_flush_timeout)
                 timer.start(self.server._forget, self)
@@ -370,8 +372,33 @@ class Session:
         if self.websocket is not None:
             self.websocket.close()
 
+    def wait_finished(self, timeout: float) -> bool:
+        """After ``close``: wait until the last frames left and every queued call ran.
+
+        False if ``timeout`` passed first (a client that does not read, a
+        handler that does not return).
+        """
+        deadline = time.monotonic() + timeout
+        gevent.sleep(0)  # the flush callback that close() scheduled runs first
+        writer = self._writer
+        if writer is not None:
+            writer.join(timeout)
+            if not writer.dead:
+                return False
+        if self.server.sessions.get(self.sid) is self:
+            # A polling client collects its last frames with one more GET.
+            self._forgotten = Event()
+            if not self._forgotten.wait(max(0.0, deadline - time.monotonic())):
+                return False
+        return self.join_dispatcher(max(0.0, deadline - time.monotonic()))
+
+    def forgotten(self) -> None:
+        """The server dropped this session from its table (no request can reach it now)."""
+        if self._forgotten is not None:
+            self._forgotten.set()
+
     def kill(self) -> None:
-        """Stop every greenlet of this session at once (server shutdown)."""
+        """Stop every greenlet of this session at once (the end of a server shutdown)."""
         self.close(REASON_SHUTDOWN)
         for g in (self._writer, self._dispatcher):
             if g is not None and g is not gevent.getcurrent():
