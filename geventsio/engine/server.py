@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable, Protocol
 
 import gevent
 
-from . import http, transports
+from . import http, loop_monitor, transports
 from .dispatch import WorkerPool
 from .packet import Frame, message_frame
 from .session import REASON_FORCED_CLOSE, REASON_SHUTDOWN, Session, State
@@ -85,7 +85,8 @@ class Server:
     (a POST body or WebSocket message), ``max_queued_bytes`` (unsent data per
     session), ``max_inbox`` (handler calls queued per session),
     ``body_timeout`` (to deliver a POST body), ``close_flush_timeout`` (for a
-    closing session's last writes).
+    closing session's last writes). ``loop_block_warning``: log the handler
+    that keeps the event loop from turning for this long (None: don't watch).
     """
 
     def __init__(
@@ -105,6 +106,7 @@ class Server:
         max_inbox: int = 256,
         close_flush_timeout: float = 5,
         body_timeout: float = 30,
+        loop_block_warning: float | None = 1.0,
         listener: Listener | None = None,
     ):
         unknown = set(transports) - set(TRANSPORTS)
@@ -125,6 +127,8 @@ class Server:
         self.body_timeout = body_timeout
         self.sessions: dict[str, Session] = {}
         self.accepting = True  # False once shutdown() began: handshakes are refused
+        if loop_block_warning:
+            loop_monitor.ensure_started(loop_block_warning)
         _live_servers.add(self)
         self.workers = WorkerPool()
         self.listener: Listener = listener if listener is not None else HandlerListener()

@@ -24,6 +24,7 @@ from gevent.event import Event
 from .packet import CLOSE_FRAME, NOOP_FRAME, PING_FRAME, Frame, Packet, PacketType, decode_packet
 from ..exceptions import ProtocolError
 
+from . import loop_monitor
 from .websocket import encode_frames
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -77,6 +78,7 @@ class Session:
         self._loop = loop
         self._ping_timer = self._start_timer(server.ping_interval, self._send_ping)
         self._pong_timer: Any = None
+        self._pong_grace = False  # one more pong deadline was granted after a blocked loop
         self._writer: gevent.Greenlet | None = None  # only while a write would block
         self._pending = b""  # bytes of a write the socket did not take yet
         self._flush_scheduled = False
@@ -169,6 +171,7 @@ class Session:
             if self._pong_timer is not None:
                 self._pong_timer.stop()
                 self._pong_timer = None
+                self._pong_grace = False
                 self._ping_timer = self._start_timer(self.server.ping_interval, self._send_ping)
         elif t is PacketType.CLOSE:
             if self.polling_get_active:
@@ -247,10 +250,24 @@ class Session:
             self._pong_timer = self._start_timer(self.server.ping_timeout, self._pong_missed)
 
     def _pong_missed(self) -> None:
-        if self.state is not State.CLOSED:
-            logger.info("session %s: no pong within %ss; closing", self.sid, self.server.ping_timeout)
-            # close() may write to a socket: not from the event loop itself.
-            gevent.spawn(self.close, REASON_PING_TIMEOUT)
+        if self.state is State.CLOSED:
+            return
+        monitor = loop_monitor.current()
+        block = monitor.blocked_recently(self.server.ping_timeout) if monitor is not None else None
+        if block is not None and not self._pong_grace:
+            # The server, not the client, went quiet: the pong may be unread
+            # in the socket. One more ping_timeout to read it.
+            self._pong_grace = True
+            self._pong_timer = self._start_timer(self.server.ping_timeout, self._pong_missed)
+            return
+        if block is not None:
+            logger.info("session %s: no pong within %ss; the event loop was blocked for %.1f s by %s; "
+                        "closing", self.sid, self.server.ping_timeout, block.seconds, block.culprit)
+        else:
+            logger.info("session %s: no pong within %ss: the client went silent; closing",
+                        self.sid, self.server.ping_timeout)
+        # close() may write to a socket: not from the event loop itself.
+        gevent.spawn(self.close, REASON_PING_TIMEOUT)
 
     # -- transports -----------------------------------------------------
 

@@ -1,0 +1,169 @@
+"""Notice when something blocks the gevent event loop, and name what it is.
+
+A handler that calls blocking code (an unpatched driver, a CPU-bound loop,
+``time.sleep`` from a C extension) stops every other client of the process:
+no pings go out, no messages are read. Clients then drop with "ping timeout"
+and nothing in the log says why. This monitor makes the cause visible.
+
+One repeating timer on the loop records when the loop last turned; one native
+thread (not a greenlet: it must run while the loop is stuck) checks that
+record. When the loop has not turned for ``threshold`` seconds, it reads the
+stack of the hub's thread and logs once which handler holds it: for a
+Socket.IO handler, the namespace and event too (found by duck typing on the
+dispatcher's ``packet`` local, so this module knows nothing of the layer
+above). When the loop turns again, the length of the block is logged and kept
+as ``last_block``, so that a ping timeout soon after can say the server, not
+the client, was the one that went quiet.
+
+gevent's own monitor thread (``gevent.config.monitor_thread``) can tell as
+well, but it prints whole stack dumps to stderr on every block of 0.1 s; this
+one logs one line per block, through ``logging``, at a threshold that matters
+for heartbeats.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import gevent
+from gevent.monkey import get_original
+
+logger = logging.getLogger("geventsio.engine")
+
+_start_thread = get_original("_thread", "start_new_thread")
+_thread_sleep = get_original("time", "sleep")
+
+# Frames under these directories are not "the application": gevent and the
+# other installed packages, geventsio itself, and the standard library.
+_LIBRARY_DIRS = tuple(path + os.sep for path in (
+    os.path.dirname(os.path.dirname(gevent.__file__)),
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    os.path.dirname(os.__file__),
+))
+
+
+@dataclass(frozen=True)
+class Block:
+    """One stretch of time during which the event loop did not turn."""
+
+    seconds: float
+    culprit: str  # who held the loop, as the log said it
+    ended_at: float  # time.monotonic() when the loop turned again
+
+
+def describe_blocker(frame: FrameType | None) -> str:
+    """Name the code that runs in ``frame`` (the hub thread's innermost frame), for the log.
+
+    Prefers the application's function over library internals, and adds the
+    Socket.IO namespace and event when a dispatcher frame above it has them.
+    """
+    if frame is None:
+        return "unknown code"
+    chain = []
+    while frame is not None:
+        chain.append(frame)
+        frame = frame.f_back
+    app_frame = next((f for f in chain if _is_application(f.f_code.co_filename)), chain[0])
+    code = app_frame.f_code
+    where = f"{getattr(code, 'co_qualname', code.co_name)} ({code.co_filename}:{app_frame.f_lineno})"
+    for f in chain:
+        packet = f.f_locals.get("packet") if f.f_code.co_name.startswith("_handle") else None
+        namespace = getattr(packet, "namespace", None)
+        data = getattr(packet, "data", None)
+        if isinstance(namespace, str):
+            if isinstance(data, list) and data and isinstance(data[0], str):
+                return f"handler {where} of event {data[0]!r} in namespace {namespace!r}"
+            return f"handler {where} in namespace {namespace!r}"
+    return where
+
+
+def _is_application(filename: str) -> bool:
+    return not (filename.startswith(_LIBRARY_DIRS) or filename.startswith("<"))
+
+
+class LoopMonitor:
+    """Watches one hub; see the module docstring. Start it with ``ensure_started``."""
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+        self.period = min(0.25, threshold / 4)
+        self.hub = gevent.get_hub()
+        self.pid = os.getpid()
+        self.last_block: Block | None = None
+        self._last_turn = time.monotonic()
+        self._reported: tuple[float, str] | None = None  # (blocked since, culprit)
+        self._running = True
+        self._timer = self.hub.loop.timer(self.period, self.period)
+        self._timer.ref = False  # the monitor alone must not keep the loop alive
+        self._timer.start(self._turned)
+        _start_thread(self._watch, ())
+
+    def stop(self) -> None:
+        self._running = False
+        self._timer.stop()
+
+    def blocked_recently(self, seconds: float) -> Block | None:
+        """The last block if it ended less than ``seconds`` ago (or is still going on)."""
+        now = time.monotonic()
+        if self._reported is not None:
+            since, culprit = self._reported
+            return Block(now - since, culprit, now)
+        block = self.last_block
+        if block is not None and now - block.ended_at <= seconds:
+            return block
+        return None
+
+    def _turned(self) -> None:
+        # On the loop: it is turning.
+        now = time.monotonic()
+        reported = self._reported
+        if reported is not None:
+            self._reported = None
+            since, culprit = reported
+            self.last_block = Block(now - since, culprit, now)
+            logger.warning("the event loop ran again after %.1f s blocked by %s", now - since, culprit)
+        self._last_turn = now
+
+    def _watch(self) -> None:
+        # On a native thread: runs while the loop is stuck.
+        while self._running:
+            _thread_sleep(self.period)
+            last_turn = self._last_turn
+            stalled = time.monotonic() - last_turn
+            if stalled < self.threshold or self._reported is not None:
+                continue
+            frame = sys._current_frames().get(self.hub.thread_ident)
+            culprit = describe_blocker(frame)
+            del frame
+            self._reported = (last_turn, culprit)
+            logger.warning(
+                "the event loop has been blocked for %.1f s by %s: every client of this process "
+                "waits (heartbeats too). Use gevent-friendly I/O there, or move the work to "
+                "start_background_task / a thread pool", stalled, culprit)
+
+
+_monitors: dict[int, LoopMonitor] = {}
+
+
+def ensure_started(threshold: float) -> LoopMonitor:
+    """The monitor of the current hub, started on first use (the lowest threshold asked wins)."""
+    hub = gevent.get_hub()
+    monitor = _monitors.get(id(hub))
+    # After a fork (gunicorn --preload) the child has the hub but not the thread.
+    if monitor is None or monitor.hub is not hub or monitor.pid != os.getpid():
+        monitor = _monitors[id(hub)] = LoopMonitor(threshold)
+    elif threshold < monitor.threshold:
+        monitor.threshold = threshold
+    return monitor
+
+
+def current() -> Any:
+    """The current hub's monitor, or None when no server started one."""
+    monitor = _monitors.get(id(gevent.get_hub()))
+    return monitor if monitor is not None and monitor.hub is gevent.get_hub() else None
