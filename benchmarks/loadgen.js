@@ -33,6 +33,9 @@ const cfg = Object.assign({
   drain: 3,             // seconds to wait for replies still in flight after the window
   concurrency: 50,      // connections opened at once while connecting clients
   window: 8,            // broadcasts in flight (bcast)
+  stalled: 0,           // bcast: members that stop reading after joining (slow consumers)
+  size: 0,              // bcast: bytes of padding in each broadcast's payload
+  stallMB: 8,           // bcast: MB of echoes each stalled member requests and never reads
   bytes: 1024 * 1024,   // payload of big-ws / big-poll
   settle: 2,            // idle: seconds between the last connection and the RSS sample
   connectTimeout: 20,   // seconds for one client's handshake
@@ -274,6 +277,8 @@ async function scenarioEcho(withAck) {
 }
 
 // bcast: `clients` members join a room; a driver keeps `window` broadcasts in flight.
+// The first `stalled` members then stop reading (their TCP windows fill up): a
+// broadcast is complete when every other member has it.
 async function scenarioBcast() {
   const win = new Window();
   const n = cfg.clients;
@@ -285,24 +290,37 @@ async function scenarioBcast() {
     c.send(`42${i}["join","bench"]`);
   })));
   const driver = await wsClient();
+  const stalled = clients.slice(0, cfg.stalled);
+  const members = clients.slice(cfg.stalled);
+  // Each stalled member asks for `stallMB` one-megabyte echoes it will never
+  // read: past the kernel's buffers they wait in the server, as a slow
+  // consumer's backlog would after a while.
+  const mb = 'y'.repeat(1000000);
+  for (const c of stalled) {
+    c.closing = true; // the server may disconnect it: that is expected
+    c.onText = null;
+    c.ws._socket.pause();
+    for (let i = 0; i < cfg.stallMB; i++) c.send(`42["echo","${mb}"]`);
+  }
   const sentAt = new Map(); // broadcast seq -> [send time, deliveries so far]
   let seq = 1;
   let incomplete = 0;
+  const pad = cfg.size ? '|' + 'x'.repeat(cfg.size) : '';
   const sendOne = () => {
     if (seq > cfg.maxOps) { win.running = false; return; }
     const s = seq++;
     sentAt.set(s, [now(), 0]);
-    driver.send(`42["bcast","bench",${s}]`);
+    driver.send(pad ? `42["bcast","bench","${s}${pad}"]` : `42["bcast","bench",${s}]`);
   };
-  const prefix = '42["msg",';
-  for (const c of clients) {
+  const prefix = pad ? '42["msg","' : '42["msg",';
+  for (const c of members) {
     c.onText = (msg) => {
       if (!msg.startsWith(prefix)) return;
       const s = parseInt(msg.slice(prefix.length), 10);
       const entry = sentAt.get(s);
       if (entry === undefined) return;
       if (win.measuring) { win.record(now() - entry[0]); c.count++; }
-      if (++entry[1] === n) {
+      if (++entry[1] === members.length) {
         sentAt.delete(s);
         if (win.running) sendOne();
       }
@@ -319,8 +337,9 @@ async function scenarioBcast() {
   const lost = await runWindow(win, () => sentAt.size);
   clearInterval(reaper);
   await closeAll([...clients, driver]);
-  return Object.assign(win.summary(), fairness(clients.map((c) => c.count)),
-    { lost_broadcasts: lost + incomplete, connect_seconds: connectSeconds, unit: 'deliveries/s' });
+  return Object.assign(win.summary(), fairness(members.map((c) => c.count)),
+    { lost_broadcasts: lost + incomplete, connect_seconds: connectSeconds, unit: 'deliveries/s',
+      stalled_closed: stalled.filter((c) => c.closed).length });
 }
 
 // A whole handshake over a raw TCP socket: the HTTP upgrade, Engine.IO open, Socket.IO

@@ -62,6 +62,12 @@ for _n in (10, 100):
              scenario="ack", clients=_n, inflight=_k)
 _add("bcast-100", "bcast", "room broadcast to 100 clients", scenario="bcast", clients=100, window=8)
 _add("bcast-1000", "bcast", "room broadcast to 1,000 clients", scenario="bcast", clients=1000, window=8)
+# Slow consumers: the same 1,000-member room with 1 KiB broadcasts, without and
+# with 10 members that stop reading; the rest should not notice them.
+_add("bcast-1000-1k", "stalled", "broadcast of 1 KiB to 1,000 clients", scenario="bcast",
+     clients=1000, window=8, size=1024)
+_add("bcast-1000-1k-stalled", "stalled", "the same with 10 of them stalled", scenario="bcast",
+     clients=1000, window=8, size=1024, stalled=10)
 _add("connect", "connect", "handshakes to a namespace (10 at a time)", scenario="connect", concurrency=10)
 _add("idle-1000", "idle", "idle memory, 1,000 clients", scenario="idle", clients=1000, concurrency=50)
 _add("idle-10000", "idle", "idle memory, 10,000 clients", scenario="idle", clients=10000, concurrency=50)

@@ -142,14 +142,21 @@ class Adapter:
         return targets
 
     def local_broadcast(self, frames: Frames, rooms: Iterable[str] = (),
-                        except_rooms: Iterable[str] = ()) -> int:
-        """Queue the same frames to every local target without blocking; returns how many."""
+                        except_rooms: Iterable[str] = (), volatile: bool = False) -> int:
+        """Queue the same frames to every local target without blocking; returns how many.
+
+        ``volatile`` frames skip the targets that lag (``Socket.deliver_volatile``).
+        """
         sockets = self.sockets
         count = 0
         for sid in self.sids_in(rooms, except_rooms):
             socket = sockets.get(sid)
-            if socket is not None:
+            if socket is None:
+                continue
+            if not volatile:
                 socket.deliver(frames)
+                count += 1
+            elif socket.deliver_volatile(frames):
                 count += 1
         return count
 
@@ -201,9 +208,9 @@ class Adapter:
     # -- operations that may span a cluster --------------------------------
 
     def broadcast(self, data: list, frames: Frames, rooms: Iterable[str] = (),
-                  except_rooms: Iterable[str] = ()) -> int:
+                  except_rooms: Iterable[str] = (), volatile: bool = False) -> int:
         """*cluster* Send an EVENT with ``data`` (already encoded as ``frames``); returns local targets."""
-        return self.local_broadcast(frames, rooms, except_rooms)
+        return self.local_broadcast(frames, rooms, except_rooms, volatile)
 
     def broadcast_with_ack(self, frames: Frames, ack_id: int, callback: Callable[..., Any],
                            timeout: float | None, direct: bool, rooms: Iterable[str] = (),

@@ -26,19 +26,21 @@ def as_rooms(value: Any) -> frozenset[str]:
 class BroadcastOperator:
     """An immutable description of a broadcast's targets; every modifier returns a new one."""
 
-    __slots__ = ("_server", "_namespace", "_rooms", "_except", "_timeout")
+    __slots__ = ("_server", "_namespace", "_rooms", "_except", "_timeout", "_volatile")
 
     def __init__(self, server: "Server", namespace: str = "/", rooms: frozenset[str] = frozenset(),
-                 except_rooms: frozenset[str] = frozenset(), timeout: float | None = None):
+                 except_rooms: frozenset[str] = frozenset(), timeout: float | None = None,
+                 volatile: bool = False):
         self._server = server
         self._namespace = namespace
         self._rooms = rooms
         self._except = except_rooms
         self._timeout = timeout
+        self._volatile = volatile
 
     def _with(self, **changes: Any) -> "BroadcastOperator":
         fields = {"namespace": self._namespace, "rooms": self._rooms,
-                  "except_rooms": self._except, "timeout": self._timeout}
+                  "except_rooms": self._except, "timeout": self._timeout, "volatile": self._volatile}
         fields.update(changes)
         return BroadcastOperator(self._server, **fields)
 
@@ -52,6 +54,17 @@ class BroadcastOperator:
         """Exclude every client in these rooms (a sid is a room too)."""
         return self._with(except_rooms=self._except | as_rooms(room))
 
+    @property
+    def volatile(self) -> "BroadcastOperator":
+        """Let the next ``emit`` skip the clients that lag instead of queueing for them.
+
+        For packets that a newer one soon replaces (positions, typing
+        indicators): a client whose socket is full, or a polling client with
+        packets already waiting, does not get it. Acknowledged emits are never
+        volatile.
+        """
+        return self._with(volatile=True)
+
     def timeout(self, seconds: float) -> "BroadcastOperator":
         """Time limit for acknowledgements of the next ``emit`` (with callback) or ``call``."""
         return self._with(timeout=seconds)
@@ -63,7 +76,7 @@ class BroadcastOperator:
         to it, or a single ``TimeoutError`` once the operator's timeout passes.
         """
         return self._server._emit(self._namespace, self._rooms, self._except, [event, *args],
-                                  callback, self._timeout)
+                                  callback, self._timeout, volatile=self._volatile and callback is None)
 
     def send(self, data: Any, callback: Callable[..., Any] | None = None) -> int:
         return self.emit("message", data, callback=callback)

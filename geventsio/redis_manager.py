@@ -222,14 +222,15 @@ class RedisAdapter(Adapter):
     # -- outgoing ------------------------------------------------------------
 
     def broadcast(self, data: list, frames: list, rooms: Iterable[str] = (),
-                  except_rooms: Iterable[str] = ()) -> int:
+                  except_rooms: Iterable[str] = (), volatile: bool = False) -> int:
         try:
-            message = proto.encode_broadcast(self.uid, self.namespace, data, rooms, except_rooms)
+            message = proto.encode_broadcast(self.uid, self.namespace, data, rooms, except_rooms,
+                                             {"volatile": True} if volatile else None)
         except (TypeError, ValueError) as exc:
             logger.error("cannot send %r to the cluster (%s); delivered locally only", data[0], exc)
         else:
             self.manager.publish(proto.broadcast_target(self.manager.key, self.namespace, rooms), message)
-        return self.local_broadcast(frames, rooms, except_rooms)
+        return self.local_broadcast(frames, rooms, except_rooms, volatile)
 
     def _publish_request(self, kind: RequestType, **fields: Any) -> None:
         message = proto.encode_json({"uid": self.uid, "type": int(kind), **fields})
@@ -327,13 +328,13 @@ class RedisAdapter(Adapter):
         room = proto.room_of_channel(channel, self.manager.key, self.namespace)
         if room and room not in self.rooms:
             return  # a room with nobody here: skip decoding
-        uid, packet, rooms, except_rooms, _flags = proto.decode_broadcast(raw)
+        uid, packet, rooms, except_rooms, flags = proto.decode_broadcast(raw)
         if uid == self.uid or packet["nsp"] != self.namespace:
             return
         if packet.get("type") not in (PacketType.EVENT, PacketType.BINARY_EVENT):
             raise MalformedMessage(f"cannot broadcast a packet of type {packet.get('type')!r}")
         frames = to_frames(Packet(PacketType.EVENT, self.namespace, packet["data"]))
-        self.local_broadcast(frames, rooms, except_rooms)
+        self.local_broadcast(frames, rooms, except_rooms, bool(flags.get("volatile")))
 
     def on_request(self, raw: bytes) -> None:
         request = proto.decode_message(raw)

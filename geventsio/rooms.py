@@ -68,6 +68,11 @@ class RoomsMixin:
         """A broadcast to every client of the namespace but those in ``room``."""
         return BroadcastOperator(self, namespace or "/").except_(room)  # type: ignore[arg-type]
 
+    @property
+    def volatile(self) -> BroadcastOperator:
+        """A volatile broadcast to every client of "/" (see ``BroadcastOperator.volatile``)."""
+        return BroadcastOperator(self).volatile  # type: ignore[arg-type]
+
     def of(self, namespace: str) -> BroadcastOperator:
         """A broadcast to every client of ``namespace``."""
         return BroadcastOperator(self, namespace)  # type: ignore[arg-type]

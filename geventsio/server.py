@@ -180,7 +180,8 @@ class Server(RoomsMixin, HandlerDecorators):
         return ack_value(args)
 
     def _emit(self, nsp: str, rooms: Iterable[str], except_rooms: Iterable[str], data: list,
-              callback: Callable[..., Any] | None, timeout: float | None, direct: bool = False) -> int:
+              callback: Callable[..., Any] | None, timeout: float | None, direct: bool = False,
+              volatile: bool = False) -> int:
         adapter = self.adapters.get(nsp)
         if adapter is None:
             return 0
@@ -191,9 +192,11 @@ class Server(RoomsMixin, HandlerDecorators):
                 for room in rooms:
                     socket = adapter.sockets.get(room)
                     if socket is not None and len(adapter.rooms.get(room, ())) == 1:
+                        if volatile:
+                            return int(socket.deliver_volatile(frames))
                         socket.deliver(frames)
                         return 1
-            return adapter.broadcast(data, frames, rooms, except_rooms)
+            return adapter.broadcast(data, frames, rooms, except_rooms, volatile)
         # One ack id for the whole broadcast: every client answers to the same id.
         ack_id = self._next_ack_id()
         frames = to_frames(Packet(PacketType.EVENT, nsp, data, ack_id))

@@ -104,6 +104,10 @@ class Socket:
         self.deliver = send
         self.connected = True
 
+    def deliver_volatile(self, frames: list) -> bool:
+        """Queue frames unless the client lags (or is not connected yet); True if queued."""
+        return self.connected and self.connection.session.send_volatile(frames)
+
     def send_packet(self, packet: Packet) -> None:
         self.deliver(to_frames(packet))
 

@@ -126,6 +126,21 @@ class Session:
             self._ready.set()
         return True
 
+    def send_volatile(self, frames: list[Frame]) -> bool:
+        """Queue frames the application can afford to lose; dropped (False) when the client lags.
+
+        The client lags when its WebSocket took less than we wrote (a writer
+        greenlet is waiting on it), or, on polling, when no GET is parked and
+        something is queued already. Dropping these first keeps a slow client
+        within ``max_queued_bytes`` for the packets that matter.
+        """
+        if self.state is State.WEBSOCKET:
+            if self._writer is not None:
+                return False
+        elif self._frames and not self.polling_get_active:
+            return False
+        return self.send_frames(frames)
+
     def drain(self) -> list[Frame]:
         """Take every queued frame, in order."""
         frames = self._frames
