@@ -214,9 +214,18 @@ class Adapter:
 
     def broadcast_with_ack(self, frames: Frames, ack_id: int, callback: Callable[..., Any],
                            timeout: float | None, direct: bool, rooms: Iterable[str] = (),
-                           except_rooms: Iterable[str] = ()) -> int:
-        """A broadcast asking every target for an acknowledgement (local targets only so far)."""
-        return self.local_broadcast_with_ack(frames, ack_id, callback, timeout, direct, rooms, except_rooms)
+                           except_rooms: Iterable[str] = (), data: list | None = None,
+                           on_remote_count: Callable[[int], Any] | None = None) -> int:
+        """*cluster* A broadcast asking every target for an acknowledgement; returns local targets.
+
+        ``callback`` runs once per client: with its acknowledgement, or with a
+        ``TimeoutError`` once ``timeout`` passed. ``on_remote_count(n)`` is told
+        once how many clients the other servers reached (0 here: one server).
+        """
+        count = self.local_broadcast_with_ack(frames, ack_id, callback, timeout, direct, rooms, except_rooms)
+        if on_remote_count is not None:
+            on_remote_count(0)
+        return count
 
     def fetch_sockets(self, rooms: Iterable[str] = (), except_rooms: Iterable[str] = ()) -> list[SocketInfo]:
         """*cluster* The sockets in ``rooms`` (all if empty) minus those in ``except_rooms``."""

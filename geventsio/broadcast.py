@@ -93,22 +93,34 @@ class BroadcastOperator:
         responses: list = []
         missing: list = []
         done = Event()
-        expected = 0
+        # Clients reached here, and on the other servers of a cluster (known
+        # when they all answered with their counts); None until known.
+        expected: list[int | None] = [None, None]
+
+        def check() -> None:
+            if None not in expected:
+                if len(responses) + len(missing) >= sum(expected):  # type: ignore[arg-type]
+                    done.set()
 
         def on_ack(*ack: Any) -> None:
             if len(ack) == 1 and isinstance(ack[0], (TimeoutError, DisconnectedError)):
                 missing.append(ack[0])
             else:
                 responses.append(ack_value(ack))
-            if len(responses) + len(missing) >= expected:
-                done.set()
+            check()
 
-        expected = self._server._emit(self._namespace, self._rooms, self._except, [event, *args],
-                                      on_ack, self._timeout, direct=True)
-        if expected and not done.wait(self._timeout + 1):
+        def on_remote_count(count: int) -> None:
+            expected[1] = count
+            check()
+
+        expected[0] = self._server._emit(self._namespace, self._rooms, self._except, [event, *args],
+                                         on_ack, self._timeout, direct=True, on_remote_count=on_remote_count)
+        check()
+        if not done.wait(self._timeout + 1):
             missing.append(TimeoutError("no acknowledgement within the time limit"))
+        expected_count = sum(n or 0 for n in expected)
         if missing:
-            error = TimeoutError(f"{len(missing)} of {expected} clients did not acknowledge in time")
+            error = TimeoutError(f"{len(missing)} of {expected_count} clients did not acknowledge in time")
             error.responses = responses  # type: ignore[attr-defined]
             raise error
         return responses

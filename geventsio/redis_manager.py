@@ -71,6 +71,55 @@ class _Pending:
             self.done.set()
 
 
+class _ClusterAck:
+    """A broadcast with acknowledgements, as seen from the server that sent it to the cluster.
+
+    Each other server first answers with how many of its clients it reached,
+    then forwards one acknowledgement per client. Until ``timeout`` the
+    acknowledgements go to ``callback``; then every client still silent gets
+    a ``TimeoutError``, as a local one would.
+    """
+
+    __slots__ = ("callback", "direct", "servers_left", "clients", "acks", "on_count", "timer")
+
+    def __init__(self, callback: Callable[..., Any], direct: bool, servers: int,
+                 on_count: Callable[[int], Any] | None):
+        self.callback = callback
+        self.direct = direct
+        self.servers_left = servers
+        self.clients = 0
+        self.acks = 0
+        self.on_count = on_count
+        self.timer: Any = None
+
+    def run(self, *args: Any) -> None:
+        # Never the application's code on the pub/sub reader: it must keep reading.
+        if self.direct:
+            self.callback(*args)
+        else:
+            gevent.spawn(self.callback, *args)
+
+    def counted(self, clients: int) -> None:
+        self.clients += clients
+        self.servers_left -= 1
+        if self.servers_left == 0 and self.on_count is not None:
+            self.on_count(self.clients)
+            self.on_count = None
+
+    def acked(self, value: Any) -> None:
+        # Not checked against the count: a server may publish an acknowledgement
+        # before its count (on another pooled connection), and both are wanted.
+        self.acks += 1
+        self.run(value)
+
+    def expire(self, timed: bool) -> None:
+        if timed:
+            for _ in range(self.clients - self.acks):
+                self.run(TimeoutError("no acknowledgement within the time limit"))
+        if self.on_count is not None:
+            self.on_count(self.clients)  # the servers that never answered count for nothing
+
+
 class RedisManager:
     """The Redis client manager: pass it as ``geventsio.Server(client_manager=RedisManager(url))``.
 
@@ -218,6 +267,7 @@ class RedisAdapter(Adapter):
         self.response_channel = proto.response_channel(key, namespace)
         self.specific_response_channel = proto.specific_response_channel(key, namespace, self.uid)
         self.requests: dict[str, _Pending] = {}
+        self.cluster_acks: dict[str, _ClusterAck] = {}
 
     # -- outgoing ------------------------------------------------------------
 
@@ -231,6 +281,44 @@ class RedisAdapter(Adapter):
         else:
             self.manager.publish(proto.broadcast_target(self.manager.key, self.namespace, rooms), message)
         return self.local_broadcast(frames, rooms, except_rooms, volatile)
+
+    def broadcast_with_ack(self, frames: list, ack_id: int, callback: Callable[..., Any],
+                           timeout: float | None, direct: bool, rooms: Iterable[str] = (),
+                           except_rooms: Iterable[str] = (), data: list | None = None,
+                           on_remote_count: Callable[[int], Any] | None = None) -> int:
+        rooms, except_rooms = list(rooms), list(except_rooms)
+        count = self.local_broadcast_with_ack(frames, ack_id, callback, timeout, direct, rooms, except_rooms)
+        others = self.server_count() - 1 if data is not None else 0
+        if others <= 0:
+            if on_remote_count is not None:
+                on_remote_count(0)
+            return count
+        request_id = proto.new_uid()
+        flags = {"timeout": int(timeout * 1000)} if timeout is not None else {}
+        try:
+            # msgpack, as Node's adapter sends this request: the packet may hold binaries.
+            message = proto.pack({"uid": self.uid, "requestId": request_id,
+                                  "type": int(RequestType.BROADCAST),
+                                  "packet": {"type": int(PacketType.EVENT), "data": list(data),
+                                             "nsp": self.namespace},
+                                  "opts": {"rooms": rooms, "except": except_rooms, "flags": flags}})
+        except (TypeError, ValueError) as exc:
+            logger.error("cannot send %r to the cluster (%s); delivered locally only", data[0], exc)
+            if on_remote_count is not None:
+                on_remote_count(0)
+            return count
+        pending = self.cluster_acks[request_id] = _ClusterAck(callback, direct, others, on_remote_count)
+        # Without a time limit the other servers' acknowledgements are taken
+        # for a minute, then forgotten (nobody is told of the silent ones).
+        pending.timer = gevent.get_hub().loop.timer(timeout if timeout is not None else 60.0)
+        pending.timer.start(self._expire_cluster_ack, request_id, timeout is not None)
+        self.manager.publish(self.request_channel, message)
+        return count
+
+    def _expire_cluster_ack(self, request_id: str, timed: bool) -> None:
+        pending = self.cluster_acks.pop(request_id, None)
+        if pending is not None:
+            pending.expire(timed)
 
     def _publish_request(self, kind: RequestType, **fields: Any) -> None:
         message = proto.encode_json({"uid": self.uid, "type": int(kind), **fields})
@@ -423,7 +511,16 @@ class RedisAdapter(Adapter):
 
     def on_response(self, raw: bytes) -> None:
         response = proto.decode_message(raw)
-        pending = self.requests.get(response.get("requestId"))  # type: ignore[arg-type]
+        request_id = response.get("requestId")
+        ack = self.cluster_acks.get(request_id)  # type: ignore[arg-type]
+        if ack is not None:
+            kind = response.get("type")
+            if kind == RequestType.BROADCAST_CLIENT_COUNT and isinstance(response.get("clientCount"), int):
+                ack.counted(response["clientCount"])
+            elif kind == RequestType.BROADCAST_ACK:
+                ack.acked(response.get("packet"))
+            return
+        pending = self.requests.get(request_id)  # type: ignore[arg-type]
         if pending is None:
             return
         if pending.type == RequestType.REMOTE_FETCH or pending.type == RequestType.SOCKETS:
@@ -438,3 +535,6 @@ class RedisAdapter(Adapter):
     def close(self) -> None:
         for pending in self.requests.values():
             pending.done.set()
+        for ack in self.cluster_acks.values():
+            ack.timer.stop()
+        self.cluster_acks.clear()

@@ -181,7 +181,7 @@ class Server(RoomsMixin, HandlerDecorators):
 
     def _emit(self, nsp: str, rooms: Iterable[str], except_rooms: Iterable[str], data: list,
               callback: Callable[..., Any] | None, timeout: float | None, direct: bool = False,
-              volatile: bool = False) -> int:
+              volatile: bool = False, on_remote_count: Callable[[int], Any] | None = None) -> int:
         adapter = self.adapters.get(nsp)
         if adapter is None:
             return 0
@@ -200,7 +200,8 @@ class Server(RoomsMixin, HandlerDecorators):
         # One ack id for the whole broadcast: every client answers to the same id.
         ack_id = self._next_ack_id()
         frames = to_frames(Packet(PacketType.EVENT, nsp, data, ack_id))
-        return adapter.broadcast_with_ack(frames, ack_id, callback, timeout, direct, rooms, except_rooms)
+        return adapter.broadcast_with_ack(frames, ack_id, callback, timeout, direct, rooms, except_rooms,
+                                          data, on_remote_count)
 
     def _next_ack_id(self) -> int:
         return next(self._ack_ids)

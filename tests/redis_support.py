@@ -78,6 +78,7 @@ def py_client(url: str, room: str) -> tuple[geventsio.Client, Inbox]:
     client = geventsio.Client(reconnection=False)
     inbox = Inbox()
     client.on("room-msg", lambda *args: inbox.add(list(args)))
+    client.on("question", lambda value: {"from": "python", "value": value})
     client.connect(url, transports=["websocket"], wait_timeout=5)
     assert client.call("join", room, timeout=5) is True
     return client, inbox

@@ -13,7 +13,7 @@ import json
 import logging
 
 import pytest
-from gevent.event import AsyncResult
+from gevent.event import AsyncResult, Event
 from node_support import require_npm_packages
 from redis_support import (CLUSTER_DIR, REDIS_URL, WAIT, NodeMember, py_client, require_redis,
                            unique_key, wait_for, wait_subscribers)
@@ -154,6 +154,44 @@ def test_server_side_emit_with_ack_crosses_both_ways(cluster) -> None:
     b.on_server_side_emit("note", lambda *args: heard.set(args))
     a.server_side_emit("note", "hi", 2)
     assert heard.get(timeout=WAIT) == ("hi", 2)
+
+
+def test_broadcast_with_acks_collects_every_clients_answer_across_the_cluster(cluster) -> None:
+    key, a, b, node, clients = cluster
+    join_all(a, b, node, clients)
+    python, node_answer = {"from": "python", "value": 7}, {"from": "node", "value": 7}
+    assert sorted(a.to("r").timeout(5).call("question", 7), key=str) == [node_answer, python, python]
+
+    per_client: list = []
+    done = Event()
+
+    def on_answer(answer):
+        per_client.append(answer)
+        if len(per_client) == 3:
+            done.set()
+
+    b.to("r").timeout(5).emit("question", 8, callback=on_answer)
+    assert done.wait(WAIT)
+    assert sorted(per_client, key=str) == sorted([{"from": "node", "value": 8},
+                                                  {"from": "python", "value": 8},
+                                                  {"from": "python", "value": 8}], key=str)
+
+    from_node = node.run("call", room="r", event="question", args=[9])
+    assert sorted(from_node, key=str) == [{"from": "node", "value": 9}] + [{"from": "python", "value": 9}] * 2
+
+
+def test_broadcast_with_acks_reports_the_silent_clients_of_other_servers(cluster) -> None:
+    key, a, b, node, clients = cluster
+    join_all(a, b, node, clients)
+    silent = geventsio.Client(reconnection=False)  # no "question" handler: it never answers
+    silent.connect(b.url, transports=["websocket"], wait_timeout=5)
+    clients.append(silent)
+    assert silent.call("join", "r", timeout=5) is True
+
+    with pytest.raises(geventsio.TimeoutError) as caught:
+        a.to("r").timeout(1).call("question", 1)
+    assert "1 of 4 clients" in str(caught.value), caught.value.responses
+    assert len(caught.value.responses) == 3
 
 
 def test_emitters_of_both_languages_reach_clients_of_both(cluster) -> None:

@@ -22,6 +22,7 @@
 //   {cmd: "emit", id, room, event, args}  io.to(room).emit(event, ...args)
 //   {cmd: "fetch", id, room}              io.in(room).fetchSockets(): [{id, rooms, data}]
 //   {cmd: "ask", id, value}               io.serverSideEmitWithAck("ask", value)
+//   {cmd: "call", id, room, event, args}  io.to(room).timeout(5000).emitWithAck(event, ...args)
 //   {cmd: "emitter", id, room, event, args}  @socket.io/redis-emitter emit
 //   {cmd: "close", id}                    closes clients and server, exits
 
@@ -73,6 +74,7 @@ async function run(command) {
       const client = connect(command.url, { transports: ["websocket"], reconnection: false });
       clients.push(client);
       client.on("room-msg", (...args) => out({ type: "event", client: command.name, event: "room-msg", args }));
+      client.on("question", (value, ack) => ack({ from: "node", value }));
       await new Promise((resolve, reject) => {
         client.once("connect", resolve);
         client.once("connect_error", reject);
@@ -89,6 +91,8 @@ async function run(command) {
     }
     case "ask":
       return await io.serverSideEmitWithAck("ask", command.value);
+    case "call":
+      return await io.to(command.room).timeout(5000).emitWithAck(command.event, ...command.args);
     case "emitter":
       emitter.to(command.room).emit(command.event, ...command.args);
       return true;
