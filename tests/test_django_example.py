@@ -23,12 +23,14 @@ import pytest
 import requests
 import socketio
 from gevent.event import AsyncResult, Event
+from node_support import require_npm_packages
 from sio_support import TIMEOUT, Inbox, disconnect_flushed
 
 pytest.importorskip("django")
 
 ROOT = Path(__file__).resolve().parent.parent
-MANAGE = ROOT / "examples" / "django_chat" / "manage.py"
+EXAMPLE = ROOT / "examples" / "django_chat"
+MANAGE = EXAMPLE / "manage.py"
 WORKER = "geventsio.gunicorn_worker.GeventSocketIOWorker"
 USERS = {"alice": "alice-pass-4711", "bob": "bob-pass-4712"}
 REFUSAL = "not logged in: log in at /login/ first"
@@ -170,6 +172,15 @@ def test_django_views_work_beside_socketio(site, clients):
 
     anonymous = requests.get(f"{site.url}/", timeout=TIMEOUT, allow_redirects=False)
     assert anonymous.status_code == 302 and anonymous.headers["Location"] == "/login/?next=/"
+
+
+def test_chat_page_loads_the_official_client_bundle(site):
+    require_npm_packages(EXAMPLE)  # skips without npm (fails under CI)
+    page = log_in(site, "bob").get(f"{site.url}/", timeout=TIMEOUT).text
+    src = re.search(r'<script src="([^"]+)"></script>', page).group(1)
+    bundle = requests.get(site.url + src, timeout=TIMEOUT)
+    assert bundle.status_code == 200, src
+    assert "javascript" in bundle.headers["Content-Type"] and len(bundle.content) > 10_000
 
 
 def test_logging_out_disconnects_the_sockets_of_that_session(site, clients):
