@@ -22,6 +22,7 @@ import gevent
 import pytest
 import requests
 import socketio
+import websocket
 from gevent.event import AsyncResult, Event
 from node_support import require_npm_packages
 from sio_support import TIMEOUT, Inbox, disconnect_flushed
@@ -114,13 +115,17 @@ def clients() -> Iterator[list[socketio.Client]]:
             pass
 
 
-def connect(site: Site, clients: list, http: requests.Session | None,
+def connect(site: Site, clients: list, http: requests.Session,
             transports: list[str] | None = None) -> socketio.Client:
-    """A python-socketio client connected with ``http``'s cookies (none without a session)."""
+    """A python-socketio client connected with ``http``'s cookies."""
+    return connect_with(site, clients, cookie_header(http), transports)
+
+
+def connect_with(site: Site, clients: list, headers: dict[str, str],
+                 transports: list[str] | None = None) -> socketio.Client:
     client = socketio.Client(reconnection=False)
     clients.append(client)
-    client.connect(site.url, headers=cookie_header(http) if http is not None else {},
-                   transports=transports, wait_timeout=TIMEOUT)
+    client.connect(site.url, headers=headers, transports=transports, wait_timeout=TIMEOUT)
     return client
 
 
@@ -154,6 +159,30 @@ def test_clients_without_a_valid_login_are_refused(site):
     assert refusal_of(site, {}) == {"message": REFUSAL}
     assert refusal_of(site, {"Cookie": "sessionid=not-a-session"}) == {"message": REFUSAL}
     assert refusal_of(site, {"Cookie": "sessionid=" + "a" * 32}) == {"message": REFUSAL}
+
+
+def test_only_pages_of_the_same_origin_may_connect_with_the_cookie(site, clients):
+    # A browser sends the cookie with a handshake from any site's page, and says which page in
+    # Origin: another site's page must not get a connection in the user's name.
+    http = log_in(site, "alice")
+    same_site = connect_with(site, clients, {**cookie_header(http), "Origin": site.url})
+    assert same_site.call("chat", "from the same origin", timeout=TIMEOUT) == {"ok": True}
+    evil = "https://evil.example"
+
+    client = socketio.Client(reconnection=False)
+    with pytest.raises(socketio.exceptions.ConnectionError, match="403"):
+        client.connect(site.url, headers={**cookie_header(http), "Origin": evil}, transports=["polling"],
+                       wait_timeout=TIMEOUT)
+    # Over WebSocket gevent-websocket has answered 101 before the application runs: the refusal is
+    # a close frame (policy violation) in place of the Engine.IO open packet.
+    ws = websocket.create_connection(f"ws://{site.url[7:]}/socket.io/?EIO=4&transport=websocket",
+                                     origin=evil, cookie=cookie_header(http)["Cookie"], timeout=TIMEOUT)
+    try:
+        opcode, frame = ws.recv_data_frame(True)
+        assert opcode == websocket.ABNF.OPCODE_CLOSE
+        assert int.from_bytes(frame.data[:2], "big") == 1008
+    finally:
+        ws.close()
 
 
 def test_django_views_work_beside_socketio(site, clients):
