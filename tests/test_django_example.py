@@ -4,7 +4,9 @@ The example's SQLite database lives in a temporary folder: it is migrated and
 given two users by the example's own manage.py, then gunicorn serves
 ``examples.django_chat.wsgi:application`` on a free port. The tests log in
 through Django's login form (CSRF token and all) with ``requests``, and connect
-python-socketio clients carrying the session cookie, as a browser would.
+python-socketio clients carrying the session cookie, as a browser would; the
+last test runs the page itself in headless Chromium (skipped without it, as in
+tests/test_browser_chat.py).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import requests
 import socketio
 import websocket
 from gevent.event import AsyncResult, Event
-from node_support import require_npm_packages
+from node_support import require_npm_packages, run_node_report, skip_or_fail
 from sio_support import TIMEOUT, Inbox, disconnect_flushed
 
 pytest.importorskip("django")
@@ -36,6 +38,8 @@ WORKER = "geventsio.gunicorn_worker.GeventSocketIOWorker"
 USERS = {"alice": "alice-pass-4711", "bob": "bob-pass-4712"}
 REFUSAL = "not logged in: log in at /login/ first"
 START_S = 20  # until gunicorn listens
+BROWSER_DIR = ROOT / "tests" / "browser"
+CHROMIUM = "/usr/bin/chromium"
 
 
 @dataclasses.dataclass
@@ -256,3 +260,15 @@ def test_socketio_handlers_leave_no_database_connection_open(site, clients):
         calls = [gevent.spawn(user.call, "chat", f"burst {n}", timeout=TIMEOUT) for user in users]
         assert [call.get(timeout=TIMEOUT) for call in calls] == [{"ok": True}] * len(users)
     assert open_database_files(site.worker_pid, site.database) == []
+
+
+def test_two_browsers_chat_and_a_logout_ends_the_other_tab(site):
+    """The page itself, in headless Chromium: tests/browser/django_chat_driver.mjs."""
+    if not os.path.exists(CHROMIUM):
+        skip_or_fail(f"the browser test needs {CHROMIUM} (apt-get install -y chromium)")
+    require_npm_packages(BROWSER_DIR)
+    require_npm_packages(EXAMPLE)
+    users = [f"{name}:{password}" for name, password in USERS.items()]
+    report = run_node_report(["node", "django_chat_driver.mjs", site.url + "/", *users], cwd=BROWSER_DIR,
+                             env={}, timeout=60)
+    assert report["otherUserStillConnected"] is True
