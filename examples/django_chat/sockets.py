@@ -4,8 +4,8 @@ Socket.IO handlers are not Django requests: no middleware runs for them. So
 the ``connect`` handler does by hand what ``SessionMiddleware`` and
 ``AuthenticationMiddleware`` do for a view — load the session named by the
 cookie the browser sent with the handshake, and the user it is logged in as —
-with Django's own APIs, and refuses anonymous clients. Everything after that
-reads the user from the Socket.IO session, without touching the database.
+with Django's own APIs, and refuses anonymous clients. Later handlers take
+the user from the Socket.IO session instead of loading it again.
 
 Import this module after ``django.setup()`` (``wsgi.py`` does).
 """
@@ -40,12 +40,13 @@ def closes_db_connections(handler: Callable[..., Any]) -> Callable[..., Any]:
     """Close the database connections ``handler`` opened, when it returns.
 
     Django keeps one connection per thread, and under gevent's monkey-patching
-    (the gunicorn worker applies it) "thread" means greenlet. For a view,
-    Django closes it at the end of the request (the ``request_finished``
-    signal); nothing does that for a Socket.IO handler, which runs on a
-    greenlet geventsio reuses for other clients' handlers or lets go when the
-    client is idle. Left open, every such greenlet would pin a connection (a
-    file handle here; a server slot with PostgreSQL) until it is collected.
+    (the gunicorn worker applies it) "thread" means greenlet. Around a view,
+    Django's ``request_started``/``request_finished`` signals close it (with
+    the default ``CONN_MAX_AGE = 0``); nothing does that for a Socket.IO
+    handler, which runs on a greenlet geventsio reuses for other clients'
+    handlers or lets go when the client is idle. Left open, every such
+    greenlet would pin a connection (a file handle here; a server slot with
+    PostgreSQL) until it is collected.
     """
     @functools.wraps(handler)
     def run(*args: Any) -> Any:
