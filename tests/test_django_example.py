@@ -27,7 +27,9 @@ import socketio
 import websocket
 from gevent.event import AsyncResult, Event
 from node_support import require_npm_packages, run_node_report, skip_or_fail
-from sio_support import TIMEOUT, Inbox, disconnect_flushed
+
+pytest.register_assert_rewrite("sio_support")  # before its import below
+from sio_support import TIMEOUT, Inbox, disconnect_flushed  # noqa: E402
 
 pytest.importorskip("django")
 
