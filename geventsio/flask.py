@@ -52,7 +52,11 @@ class SocketIO:
     Keyword options go to ``geventsio.Server`` (``cors_allowed_origins``,
     ``ping_interval``, ...), except ``manage_session`` (default True: each
     connection works on its own copy of the Flask session), ``path``
-    (default ``"socket.io"``) and ``message_queue`` (reserved for the Redis manager).
+    (default ``"socket.io"``), ``message_queue`` (a Redis URL: the servers of a
+    cluster share it) and ``channel`` (the cluster's key, default
+    ``"socket.io"``). Without an app, ``SocketIO(message_queue=url)`` is an
+    emitter for processes that serve no clients (a Celery task): ``emit``
+    reaches the clients of every server of the cluster.
     """
 
     def __init__(self, app: flask.Flask | None = None, **options: Any):
@@ -66,6 +70,7 @@ class SocketIO:
         self.default_exception_handler: ErrorHandler | None = None
         self.app: flask.Flask | None = None
         self._wsgi_server: Any = None  # the server run() started
+        self._emitter: Any = None  # SocketIO(message_queue=url) without an app
         if app is not None or options:
             self.init_app(app, **options)
 
@@ -75,12 +80,18 @@ class SocketIO:
         opts = dict(self.server_options)
         self.manage_session = opts.pop("manage_session", self.manage_session)
         self.path = opts.pop("path", self.path).strip("/")
-        if opts.pop("message_queue", None) is not None:
-            raise NotImplementedError("message_queue needs the Redis manager, which is not built yet")
-        for unused in ("async_mode", "channel", "write_only", "async_handlers"):
+        message_queue = opts.pop("message_queue", None)
+        channel = opts.pop("channel", None) or "socket.io"
+        for unused in ("async_mode", "write_only", "async_handlers"):
             opts.pop(unused, None)
         if app is None:
+            if isinstance(message_queue, str):
+                from .emitter import Emitter
+                self._emitter = Emitter(message_queue, key=channel)
             return
+        if isinstance(message_queue, str):
+            from .redis_manager import RedisManager
+            opts["client_manager"] = RedisManager(message_queue, key=channel)
         self.server = Server(**opts)
         for event, handler, nsp in self._registrations:
             self.server.on(event, self._wrap(event, nsp, handler), namespace=nsp)
@@ -213,6 +224,15 @@ class SocketIO:
         if not include_self and flask.has_request_context() and hasattr(flask.request, "sid"):
             skip = skip | {flask.request.sid}
         data = args[0] if len(args) == 1 else (tuple(args) if args else None)
+        if self.server is None and self._emitter is not None:
+            if callback is not None:
+                raise ValueError("an emit through the message queue alone cannot take a callback")
+            target = to if to is not None else room
+            emitter = self._emitter.of(namespace or "/")
+            emitter = emitter.to(target) if target is not None else emitter
+            emitter = emitter.except_(list(skip)) if skip else emitter
+            emitter.emit(event, *args)
+            return
         if callback is not None and flask.has_request_context() and hasattr(flask.request, "sid"):
             callback = self._in_context_of_sender(callback)
         self._srv().emit(event, data, to=to if to is not None else room, skip_sid=list(skip) or None,

@@ -97,6 +97,9 @@ class Server(RoomsMixin, HandlerDecorators):
             raise ValueError(f"geventsio runs on gevent only, not async_mode={async_mode!r}")
         message_queue = engine_options.pop("message_queue", None)
         client_manager = client_manager if client_manager is not None else message_queue
+        if isinstance(client_manager, str):
+            from .redis_manager import RedisManager  # redis is an optional dependency
+            client_manager = RedisManager(client_manager)
         if client_manager is not None and not hasattr(client_manager, "create_adapter"):
             raise TypeError("client_manager must create adapters, like geventsio.RedisManager(url)")
         for name in ("json", "serializer"):
