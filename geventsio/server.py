@@ -177,7 +177,12 @@ class Server(RoomsMixin, HandlerDecorators):
         ack_id = next(self._ack_ids)
         socket.expect_ack(ack_id, lambda *a: result.set(a), timeout, direct=True)
         socket.send_packet(Packet(PacketType.EVENT, socket.namespace, [event, *args_of(data)], ack_id))
-        args = result.get()
+        session = socket.connection.session
+        session.awaiting_ack(True)
+        try:
+            args = result.get()
+        finally:
+            session.awaiting_ack(False)
         if len(args) == 1 and isinstance(args[0], (TimeoutError, DisconnectedError)):
             raise args[0]
         return ack_value(args)

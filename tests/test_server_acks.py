@@ -326,3 +326,34 @@ def test_class_namespace_call_from_handler(serve_app, make_client):
     client.on("q", lambda n: n * 10, namespace="/quiz")
     connect_client(client, rs, namespaces=["/quiz"])
     assert client.call("start", namespace="/quiz", timeout=TIMEOUT) == 21
+
+
+def test_a_handler_calling_its_own_client_gets_the_answer_behind_a_full_inbox(serve_app, make_client):
+    # The client sends more events than max_inbox while the handler waits for
+    # its answer; the answer arrives behind them and must still be read.
+    sio = geventsio.Server(max_inbox=8)
+    outcome: AsyncResult = AsyncResult()
+
+    @sio.on("trigger")
+    def trigger(sid):
+        try:
+            outcome.set(sio.call("question", to=sid, timeout=TIMEOUT))
+        except Exception as exc:  # the failure the test looks for
+            outcome.set(exc)
+
+    sio.on("noise", lambda sid, n: None)
+    rs = serve(serve_app, sio)
+    client = make_client()
+    connect_client(client, rs, ["websocket"])
+    question_asked = Event()
+
+    def answer(*args):
+        question_asked.set()
+        return "answer"
+
+    client.on("question", answer)
+    client.emit("trigger")
+    for n in range(20):  # past max_inbox, within the 4x a waiting call allows
+        client.emit("noise", n)
+    assert outcome.get(timeout=TIMEOUT + 1) == "answer"
+    assert question_asked.is_set()

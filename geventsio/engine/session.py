@@ -70,6 +70,7 @@ class Session:
         self._inbox: list[tuple[Callable[..., Any], tuple]] = []
         self._inbox_room = Event()
         self._inbox_room.set()
+        self._awaited_acks = 0  # greenlets in awaiting_ack(True) for this client
         self._dispatcher: Any = None  # the worker greenlet while calls run
         self._dispatch_done: Event | None = None  # created only for join_dispatcher
         # The heartbeat is two timers on the event loop, not a greenlet: an idle
@@ -204,11 +205,26 @@ class Session:
         waits here, its unread bytes left in the kernel, instead of growing the
         queue without bound.
         """
-        while len(self._inbox) >= self.server.max_inbox and self.state is not State.CLOSED:
+        while len(self._inbox) >= self._inbox_limit() and self.state is not State.CLOSED:
             self._inbox_room.clear()
             self._inbox_room.wait()
         if self.state is not State.CLOSED:
             self.schedule(fn, *args)
+
+    def awaiting_ack(self, waiting: bool) -> None:
+        """A greenlet starts (or stops) waiting for an answer from this client.
+
+        A handler waiting in ``call()`` for its own client's answer holds the
+        dispatcher, and the answer is behind whatever the client sent
+        meanwhile: while someone waits, the reader takes in up to four times
+        ``max_inbox`` calls to reach it, instead of waiting for room.
+        """
+        self._awaited_acks += 1 if waiting else -1
+        if waiting:
+            self._inbox_room.set()  # a reader waiting for room looks again
+
+    def _inbox_limit(self) -> int:
+        return self.server.max_inbox * 4 if self._awaited_acks else self.server.max_inbox
 
     def schedule(self, fn: Callable[..., Any], *args: Any) -> None:
         """Like ``run_ordered`` but never waits: for timers and the session's own close."""
