@@ -207,6 +207,17 @@ class Client(HandlerDecorators):
         see ``eio_sid``)."""
         return self.get_sid("/")
 
+    def is_recovered(self, namespace: str | None = None) -> bool:
+        """Whether the last (re)connection to ``namespace`` recovered its state on the server
+        (connection state recovery: same sid, rooms and session; missed events delivered)."""
+        ns = self.delivery.namespaces.get(namespace or "/")
+        return ns is not None and ns.connected and ns.recovered
+
+    @property
+    def recovered(self) -> bool:
+        """``is_recovered()`` for the default namespace (the JS client's ``socket.recovered``)."""
+        return self.is_recovered("/")
+
     @property
     def eio_sid(self) -> str | None:
         eio = self.eio
