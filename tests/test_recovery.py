@@ -24,7 +24,7 @@ import geventsio
 from geventsio.recovery import RecoveryOptions
 
 pytest.register_assert_rewrite("client_support")  # before its import below
-from client_support import WAIT, Log  # noqa: E402
+from client_support import WAIT, FreezingProxy, Log  # noqa: E402
 
 pytest_plugins = ["client_support"]  # its fixture make_client
 
@@ -32,9 +32,10 @@ pytest_plugins = ["client_support"]  # its fixture make_client
 class App:
     """A server with recovery on, the handlers the tests use, and what they saw."""
 
-    def __init__(self, serve_app: Any, **recovery: Any):
-        self.sio = geventsio.Server(connection_state_recovery=recovery or True,
-                                    ping_interval=0.5, ping_timeout=2)
+    def __init__(self, serve_app: Any, ping_timeout: float = 2, client_manager: Any = None,
+                 **recovery: Any):
+        self.sio = geventsio.Server(connection_state_recovery=recovery or True, client_manager=client_manager,
+                                    ping_interval=0.5, ping_timeout=ping_timeout)
         self.connects = Log()  # (sid, recovered, auth) per connect handler call
         self.disconnects = Log()  # (sid, reason), added once the session is kept or dropped
         sio = self.sio
@@ -73,12 +74,15 @@ class App:
 class GatedClient:
     """A geventsio client whose (re)connections wait for ``gate``; it logs ``news`` and ``direct``."""
 
-    def __init__(self, make_client: Any, url: str, auth: dict | None = None):
+    def __init__(self, make_client: Any, url: str, auth: dict | None = None,
+                 transports: list[str] | None = None, **options: Any):
         self.gate = Event()
         self.gate.set()
         self.received = Log()
         self.connects = Log()
-        self.client = client = make_client()
+        self.client = client = make_client(**options)
+        self.lost = Log()
+        client.on("disconnect", self.lost)
         client.on("news", lambda *args: self.received.add(("news", *args)))
         client.on("direct", lambda *args: self.received.add(("direct", *args)))
         client.on("connect", lambda: self.connects.add((client.get_sid(), client.recovered)))
@@ -87,7 +91,7 @@ class GatedClient:
             self.gate.wait(WAIT)
             return dict(auth or {"token": "t0k"})
 
-        client.connect(url, transports=["websocket"], auth=gated_auth, wait_timeout=WAIT)
+        client.connect(url, transports=transports or ["websocket"], auth=gated_auth, wait_timeout=WAIT)
         self.connects.wait_for(1)
 
     def cut(self) -> None:
@@ -237,6 +241,56 @@ def test_a_deliberate_disconnect_is_not_recoverable(serve_app, make_client, who)
     # Even with the right pid and offset (as a JS client sends them), it is a new session.
     again = GatedClient(make_client, app.url, auth={"pid": pid, "offset": offset})
     assert again.connects.items[0][0] != sid and not again.connects.items[0][1]
+
+
+@pytest.mark.parametrize("transport", ["polling", "websocket"])
+def test_packets_queued_to_a_dead_connection_are_recovered(serve_app, make_client, transport):
+    """A partition: the server queues packets to a connection that is gone before it notices
+    (ping timeout); the client's offset says they never arrived, and they are replayed."""
+    app = App(serve_app, ping_timeout=1)
+    proxy = FreezingProxy(app.running.port)
+    try:
+        gated = GatedClient(make_client, proxy.url, transports=[transport], request_timeout=1)
+        sid = setup(app, gated)
+        gated.gate.clear()
+        proxy.freeze()
+        app.sio.emit("news", 1, to="a")  # queued to the connection that no longer goes anywhere
+        app.disconnects.wait_for(lambda items: (sid, "ping timeout") in items)
+        app.sio.emit("news", 2, to="a")  # the session is kept: logged for it
+        gated.lost.wait_for(1)
+        proxy.thaw()
+        assert gated.come_back() == (sid, True)
+        app.sio.emit("news", 3, to="a")
+        assert gated.received.wait_for(4) == [("news", n) for n in range(4)]
+    finally:
+        proxy.close()
+
+
+def test_broadcasts_from_another_server_of_a_redis_cluster_are_recovered(serve_app, make_client):
+    from redis_support import REDIS_URL, require_redis, unique_key, wait_subscribers
+
+    r = require_redis()
+    key = unique_key()
+    here = App(serve_app, client_manager=geventsio.RedisManager(REDIS_URL, key=key))
+    there = geventsio.Server(client_manager=geventsio.RedisManager(REDIS_URL, key=key))
+    try:
+        wait_subscribers(r, key, 2)
+        gated = GatedClient(make_client, here.url)
+        sid = setup(here, gated)
+        witness = GatedClient(make_client, here.url)  # in "a" here: shows the broadcasts arrived
+        witness.client.call("join", ("a", "wit"), timeout=WAIT)
+        gated.client.call("join", ("solo", "ann"), timeout=WAIT)
+        lose(here, gated, sid)
+        there.emit("news", 1, to="a")
+        there.emit("news", 2, to="b")
+        there.emit("news", 3, to="solo")  # a room with nobody here now, but a kept session
+        there.emit("news", 4, to="a")
+        witness.received.wait_for(lambda items: ("news", 4) in items)
+        gated.gate.set()
+        assert gated.received.wait_for(4) == [("news", 0), ("news", 1), ("news", 3), ("news", 4)]
+        assert gated.connects.items[-1] == (sid, True)
+    finally:
+        there.shutdown()
 
 
 @pytest.mark.parametrize("offset", ["999999", "-1", "1" * 30, 7, None])
