@@ -378,3 +378,19 @@ def test_options_are_checked():
         RecoveryOptions.of({"max_buffered_packets": 0})
     with pytest.raises(TypeError):
         geventsio.Server(connection_state_recovery="yes")
+
+
+def test_a_namespace_admitted_by_pattern_keeps_its_lost_sessions_then_goes(serve_app, make_client):
+    sio = geventsio.Server(namespaces="*", connection_state_recovery={"max_disconnection_duration": 0.3})
+    running = serve_app(sio, path="socket.io")
+    news = Log()
+    client = make_client(reconnection=False)
+    client.on("news", news, namespace="/dyn")
+    client.connect(running.url, transports=["websocket"], namespaces=["/dyn"], wait_timeout=WAIT)
+    sio.enter_room(client.get_sid("/dyn"), "r", namespace="/dyn")
+    sio.emit("news", 0, to="r", namespace="/dyn")
+    news.wait_for(1)
+    client.eio._ws.sock.shutdown(pysocket.SHUT_RDWR)
+    wait_until(lambda: "/dyn" in sio.adapters and len(sio.adapters["/dyn"].recovery) == 1,
+               "the lost session kept (and its namespace with it)")
+    wait_until(lambda: "/dyn" not in sio.adapters, "the idle namespace dropped once the session expired")
