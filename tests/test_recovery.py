@@ -394,3 +394,32 @@ def test_a_namespace_admitted_by_pattern_keeps_its_lost_sessions_then_goes(serve
     wait_until(lambda: "/dyn" in sio.adapters and len(sio.adapters["/dyn"].recovery) == 1,
                "the lost session kept (and its namespace with it)")
     wait_until(lambda: "/dyn" not in sio.adapters, "the idle namespace dropped once the session expired")
+
+
+def test_the_geventsio_client_recovers_from_the_node_server(make_client):
+    """The client side against the reference: Node's socket.io 4.x with connectionStateRecovery."""
+    from client_support import INTEROP_DIR, NodeServer
+    from node_support import require_npm_packages
+
+    require_npm_packages(INTEROP_DIR)
+    node = NodeServer({"pingInterval": 500, "pingTimeout": 2000,
+                       "connectionStateRecovery": {"maxDisconnectionDuration": 10_000}})
+    try:
+        gated = GatedClient(make_client, node.url)
+        room_msgs = Log()
+        gated.client.on("room-msg", room_msgs)
+        sid = gated.client.get_sid()
+        assert gated.client.call("join", "r", timeout=WAIT) == sorted([sid, "r"])
+        helper = GatedClient(make_client, node.url)
+        helper.client.call("to-room", ("r", "seen"), timeout=WAIT)
+        room_msgs.wait_for(1)
+        gated.cut()
+        node.log.wait_for(lambda items: {"disconnect": sid, "nsp": "/", "reason": "transport close"} in items)
+        helper.client.call("to-room", ("r", "missed"), timeout=WAIT)
+        helper.client.call("to-room", ("r", {"also": "missed"}), timeout=WAIT)
+        assert gated.come_back() == (sid, True)
+        helper.client.call("to-room", ("r", "after"), timeout=WAIT)
+        # Each handler got the message alone: the client took the offset off.
+        assert room_msgs.wait_for(4) == ["seen", "missed", {"also": "missed"}, "after"]
+    finally:
+        node.kill()

@@ -207,7 +207,9 @@ class Manager:
         t = packet.type
         ns = self.namespaces.get(packet.namespace)
         if t is PacketType.EVENT or t is PacketType.BINARY_EVENT:
-            if ns is not None and ns.connected:
+            # Node's server sends a recovered socket's missed events before its CONNECT
+            # answer: like the JS client, handle them (before the connect handler then).
+            if ns is not None and (ns.connected or (ns.active and not ns.answered)):
                 if ns.pid is not None and packet.id is None:
                     take_offset(ns, packet)
                 self.client.dispatcher.wait_for_room(lambda: engine.connected)
