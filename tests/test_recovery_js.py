@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import gevent
+import pytest
 from node_support import require_npm_packages, run_node_report
 
 import geventsio
@@ -62,13 +63,14 @@ def missed_and_go(sio: geventsio.Server, sid: str) -> None:
     sio.emit("go", namespace="/control")
 
 
-def run_client(running: Any) -> dict:
-    return run_node_report(["node", str(CLIENT_SCRIPT), running.url], RECOVERY_DIR, {}, 30)
+def run_client(running: Any, transports: str = "websocket") -> dict:
+    return run_node_report(["node", str(CLIENT_SCRIPT), running.url, transports], RECOVERY_DIR, {}, 30)
 
 
-def test_js_client_recovers_sid_rooms_session_and_missed_packets(serve_app):
+@pytest.mark.parametrize("transports", ["polling", "websocket", "default"])
+def test_js_client_recovers_sid_rooms_session_and_missed_packets(serve_app, transports):
     sio = make_app(missed_and_go, max_disconnection_duration=10)
-    report = run_client(serve_app(sio, path="socket.io"))
+    report = run_client(serve_app(sio, path="socket.io"), transports)
     first, second = report["connects"]
     assert first["recovered"] is False and second == {"id": first["id"], "recovered": True}
     received = report["received"]

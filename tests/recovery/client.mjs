@@ -1,6 +1,6 @@
 // The official socket.io-client losing its connection to a geventsio server and coming back.
 //
-// Usage: node client.mjs <url>
+// Usage: node client.mjs <url> <polling|websocket|default>
 // The main socket joins room "a" (the server emits news 0 to it), then its engine
 // is closed under it (no DISCONNECT packet: the server hears "transport close").
 // Its reconnection waits (its auth callback) until the server says "go" on a
@@ -9,6 +9,8 @@
 import { io } from "socket.io-client";
 
 const url = process.argv[2];
+const transports = { polling: ["polling"], websocket: ["websocket"] }[process.argv[3]]
+  || ["polling", "websocket"];
 const TIMEOUT_MS = 10_000;
 
 function report(result) {
@@ -25,7 +27,7 @@ const received = [];
 const connects = [];
 
 const socket = io(url, {
-  transports: ["websocket"],
+  transports,
   reconnectionDelay: 50,
   reconnectionDelayMax: 100,
   auth: (send) => gate.then(() => send({ token: "js" })),
