@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Iterator
 import gevent
 from gevent.event import AsyncResult
 
-from . import engine
+from . import engine, recovery
 from .adapter import Adapter, InMemoryManager
 from .broadcast import as_rooms
 from .compat import ack_value, args_of, setup_logger
@@ -28,7 +28,6 @@ from .exceptions import ConnectionRefusedError, DisconnectedError, TimeoutError
 from .namespace import NOT_HANDLED, RESERVED_EVENTS, HandlerDecorators, HandlerTable, Namespace
 from .recovery import RecoveryOptions
 from .rooms import RoomsMixin
-from . import recovery
 from .socket import Connection, Socket, to_frames
 from .socketio_packet import Packet, PacketType
 
