@@ -113,8 +113,10 @@ def setup(app: App, gated: GatedClient) -> str:
 
 
 def lose(app: App, gated: GatedClient, sid: str) -> None:
+    """Cut the client's connection and wait until the server has kept its session."""
+    before = app.disconnects.items.count((sid, "transport close"))
     gated.cut()
-    app.disconnects.wait_for(lambda items: (sid, "transport close") in items)
+    app.disconnects.wait_for(lambda items: items.count((sid, "transport close")) > before)
 
 
 def wait_until(predicate: Any, what: str, timeout: float = WAIT) -> None:
@@ -153,6 +155,19 @@ def test_recovers_sid_rooms_session_and_every_missed_packet_in_order(serve_app, 
     assert [c[0] for c in app.connects.items] == [other.client.get_sid(), sid]
     assert ("news", 1) not in other.received.items and ("news", 3) in other.received.items
     assert len(app.store()) == 0  # restored once: the pid is spent
+
+
+def test_a_recovered_client_can_be_lost_and_recovered_again(serve_app, make_client):
+    app = App(serve_app)
+    gated = GatedClient(make_client, app.url)
+    sid = setup(app, gated)
+    for n in (1, 2, 3):
+        lose(app, gated, sid)
+        app.sio.emit("news", n, to="a")
+        assert gated.come_back(n + 1) == (sid, True)
+        gated.received.wait_for(n + 1)
+    app.sio.emit("news", 4, to="a")
+    assert gated.received.wait_for(5) == [("news", n) for n in range(5)]
 
 
 def test_connect_handler_runs_and_knows_when_middlewares_are_not_skipped(serve_app, make_client):
