@@ -238,7 +238,7 @@ class Server(RoomsMixin, HandlerDecorators):
     def is_recovered(self, sid: str, namespace: str | None = None) -> bool:
         """Whether this client's connection state was recovered (same sid, rooms, session, missed packets)."""
         socket = self.sockets.get(sid)
-        return socket is not None and socket.recovered
+        return socket is not None and socket.recovered and socket.namespace == (namespace or "/")
 
     def get_environ(self, sid: str, namespace: str | None = None) -> dict | None:
         socket = self.sockets.get(sid)

@@ -351,6 +351,7 @@ def test_recovery_is_per_namespace(serve_app, make_client):
     wait_until(lambda: client.get_sid("/") is not None and client.get_sid("/chat") is not None,
                "both namespaces reconnected")
     assert client.get_sid("/chat") == chat_sid and client.is_recovered("/chat")
+    assert app.sio.is_recovered(chat_sid, namespace="/chat") and not app.sio.is_recovered(chat_sid)
     # The client received nothing on "/", so it has no offset to name: a new session there.
     assert client.get_sid("/") != root_sid and not client.is_recovered("/")
 
