@@ -38,6 +38,12 @@ import); its behaviour follows the reference JavaScript client
   written to a connection that died before the client noticed (at most
   ``pingInterval + pingTimeout``) is lost, as with the JS client: use
   ``retries`` for at-least-once.
+- **Connection state recovery.** When the server gives a ``pid`` (its
+  ``connection_state_recovery`` is on), the client notes the offset the
+  server appends to each event (and takes it off before the handlers see the
+  arguments) and names both in its CONNECT auth on reconnection; when the
+  server recovers the session, ``is_recovered(namespace)`` / ``recovered`` is
+  True, the sid is the same and the missed events follow.
 - **Acks.** ``emit(callback=cb, timeout=t)`` calls ``cb(*ack_args)`` or, on
   expiry, ``cb(TimeoutError)``; the timer runs from the emit, buffered or not
   (an expired packet still in the buffer is not sent). ``ack_timeout`` is the
