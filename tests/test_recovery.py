@@ -21,7 +21,6 @@ import pytest
 from gevent.event import Event
 
 import geventsio
-from geventsio.recovery import RecoveryOptions
 
 pytest.register_assert_rewrite("client_support")  # before its import below
 from client_support import WAIT, FreezingProxy, Log  # noqa: E402
@@ -384,18 +383,6 @@ def test_the_wire_carries_pid_and_offsets_only_when_on(serve_app):
     assert (name, value) == ("news", 1) and isinstance(offset, str)
 
 
-def test_options_are_checked():
-    assert RecoveryOptions.of(None) is None and RecoveryOptions.of(False) is None
-    assert RecoveryOptions.of(True) == RecoveryOptions()
-    assert RecoveryOptions.of({"max_disconnection_duration": 5}).max_disconnection_duration == 5
-    with pytest.raises(TypeError):
-        RecoveryOptions.of({"maxDisconnectionDuration": 5})
-    with pytest.raises(ValueError):
-        RecoveryOptions.of({"max_buffered_packets": 0})
-    with pytest.raises(TypeError):
-        geventsio.Server(connection_state_recovery="yes")
-
-
 def test_a_namespace_admitted_by_pattern_keeps_its_lost_sessions_then_goes(serve_app, make_client):
     sio = geventsio.Server(namespaces="*", connection_state_recovery={"max_disconnection_duration": 0.3})
     running = serve_app(sio, path="socket.io")
@@ -439,55 +426,3 @@ def test_the_geventsio_client_recovers_from_the_node_server(make_client):
         assert room_msgs.wait_for(4) == ["seen", "missed", {"also": "missed"}, "after"]
     finally:
         node.kill()
-
-
-class Clock:
-    """The store's clock, moved by hand (its expiry timers are the loop's and are not used here)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def make_store(clock: Clock, **options: Any) -> Any:
-    from geventsio.recovery import InMemoryRecoveryStore
-    from geventsio.socket import to_frames
-
-    return InMemoryRecoveryStore("/", RecoveryOptions(**options), to_frames, clock)
-
-
-def test_store_replays_by_rooms_and_offsets():
-    store = make_store(Clock())
-    first = store.record(["news", 0], frozenset(), frozenset())
-    assert first == ['42["news",0,"1"]']
-    store.persist("sid1", "pid1", ["sid1", "a"], {"k": 1})
-    store.record(["news", 1], frozenset(["a"]), frozenset())
-    store.record(["news", 2], frozenset(["b"]), frozenset())
-    store.record(["news", 3], frozenset(["a", "b"]), frozenset(["sid1"]))
-    store.record(["news", 4], frozenset(["sid1"]), frozenset(["b"]))
-    restored = store.restore("pid1", "1")
-    assert (restored.sid, restored.pid, restored.rooms, restored.data) == (
-        "sid1", "pid1", frozenset(["sid1", "a"]), {"k": 1})
-    assert restored.missed == [['42["news",1,"2"]'], ['42["news",4,"5"]']]
-    assert store.restore("pid1", "1") is None  # once
-    store.close()
-
-
-def test_store_forgets_what_is_older_than_the_window_even_before_its_timers_fire():
-    clock = Clock()
-    store = make_store(clock, max_disconnection_duration=60)
-    store.record(["news", 0], frozenset(), frozenset())
-    store.persist("sid1", "pid1", ["sid1"], {})
-    store.record(["news", 1], frozenset(), frozenset())
-    clock.now += 61
-    assert store.restore("pid1", "1") is None  # the window has passed
-    store.persist("sid1", "pid1", ["sid1"], {})
-    store.record(["news", 2], frozenset(), frozenset())  # trims news 0 and 1: older than the window
-    assert store.restore("pid1", "1") is None  # news 1, missed, is gone
-    store.persist("sid2", "pid2", ["sid2"], {})
-    assert store.restore("pid2", "3") is not None and store.restore("pid2", "3") is None
-    store.persist("sid2", "pid2", ["sid2"], {})
-    assert store.restore("pid2", "4") is None  # an offset not given yet
-    store.close()
