@@ -7,7 +7,9 @@ until the test opens it, so that what is "missed" is decided by the test,
 not by timing. Checked: same sid, rooms and session, every missed packet once
 and in order, what is not recoverable (window passed, log overflowed, client
 or server disconnect) starting a new session, and the server's default
-(recovery off) wire unchanged.
+(recovery off) wire unchanged. Also: a partition (packets queued to a dead
+connection), broadcasts from another member of a Redis cluster, and this
+client against Node's server.
 """
 
 from __future__ import annotations
