@@ -67,6 +67,9 @@ class Adapter:
     owning the namespace (needed to disconnect and to run server-side handlers).
     """
 
+    # The namespace's connection state recovery store (``geventsio.recovery``), None when off.
+    recovery: Any = None
+
     def __init__(self, namespace: str, server: "Server | None" = None):
         self.namespace = namespace
         self.server = server

@@ -223,5 +223,8 @@ class Namespace:
     def session(self, sid: str, namespace: str | None = None) -> Any:
         return self._srv().session(sid, namespace=namespace or self.namespace)
 
+    def is_recovered(self, sid: str, namespace: str | None = None) -> bool:
+        return self._srv().is_recovered(sid, namespace=namespace or self.namespace)
+
     def disconnect(self, sid: str, namespace: str | None = None) -> None:
         self._srv().disconnect(sid, namespace=namespace or self.namespace)

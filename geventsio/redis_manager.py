@@ -414,15 +414,19 @@ class RedisAdapter(Adapter):
 
     def on_broadcast(self, channel: str, raw: bytes) -> None:
         room = proto.room_of_channel(channel, self.manager.key, self.namespace)
-        if room and room not in self.rooms:
-            return  # a room with nobody here: skip decoding
+        if room and room not in self.rooms and self.recovery is None:
+            return  # a room with nobody here (and no lost session to log it for): skip decoding
         uid, packet, rooms, except_rooms, flags = proto.decode_broadcast(raw)
         if uid == self.uid or packet["nsp"] != self.namespace:
             return
         if packet.get("type") not in (PacketType.EVENT, PacketType.BINARY_EVENT):
             raise MalformedMessage(f"cannot broadcast a packet of type {packet.get('type')!r}")
-        frames = to_frames(Packet(PacketType.EVENT, self.namespace, packet["data"]))
-        self.local_broadcast(frames, rooms, except_rooms, bool(flags.get("volatile")))
+        volatile = bool(flags.get("volatile"))
+        if self.recovery is not None and not volatile:
+            frames = self.recovery.record(packet["data"], frozenset(rooms), frozenset(except_rooms))
+        else:
+            frames = to_frames(Packet(PacketType.EVENT, self.namespace, packet["data"]))
+        self.local_broadcast(frames, rooms, except_rooms, volatile)
 
     def on_request(self, raw: bytes) -> None:
         request = proto.decode_message(raw)

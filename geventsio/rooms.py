@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from .adapter import Adapter, SocketInfo
 from .broadcast import BroadcastOperator, as_rooms
+from .recovery import attach_recovery_store
 
 
 class RoomsMixin:
@@ -26,6 +27,7 @@ class RoomsMixin:
         adapter = self.adapters.get(nsp)
         if adapter is None:
             adapter = self.adapters[nsp] = self.client_manager.create_adapter(nsp, self)
+            attach_recovery_store(self, nsp, adapter)  # with connection_state_recovery only
         return adapter
 
     # -- rooms of one client ----------------------------------------------

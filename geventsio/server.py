@@ -19,13 +19,14 @@ from typing import Any, Callable, Iterable, Iterator
 import gevent
 from gevent.event import AsyncResult
 
-from . import engine
+from . import engine, recovery
 from .adapter import Adapter, InMemoryManager
 from .broadcast import as_rooms
 from .compat import ack_value, args_of, setup_logger
 from .engine.session import Session
 from .exceptions import ConnectionRefusedError, DisconnectedError, TimeoutError
 from .namespace import NOT_HANDLED, RESERVED_EVENTS, HandlerDecorators, HandlerTable, Namespace
+from .recovery import RecoveryOptions
 from .rooms import RoomsMixin
 from .socket import Connection, Socket, to_frames
 from .socketio_packet import Packet, PacketType
@@ -77,6 +78,11 @@ class Server(RoomsMixin, HandlerDecorators):
     names, compiled regular expressions, callables ``f(name) -> bool``, or
     ``"*"`` for any. With ``always_connect`` a client is told it is connected
     before the ``connect`` handler runs, and a refusal disconnects it.
+
+    ``connection_state_recovery`` (a dict of ``geventsio.recovery.RecoveryOptions``,
+    or True for the defaults) lets a client that lost its connection come back
+    with its sid, rooms and session and receive what it missed; see
+    ``is_recovered``.
     """
 
     reason = Reason
@@ -91,6 +97,7 @@ class Server(RoomsMixin, HandlerDecorators):
         max_attachments: int = 10,
         always_connect: bool = False,
         async_mode: str | None = None,
+        connection_state_recovery: Any = None,
         **engine_options: Any,
     ):
         if async_mode not in (None, "gevent", "gevent_uwsgi"):
@@ -113,6 +120,7 @@ class Server(RoomsMixin, HandlerDecorators):
         self.always_connect = always_connect
         self.connect_timeout = connect_timeout
         self.max_attachments = max_attachments
+        self.connection_state_recovery: RecoveryOptions | None = RecoveryOptions.of(connection_state_recovery)
         if namespaces is None:
             namespaces = ["/"]
         self._accept_any = namespaces == "*"
@@ -194,7 +202,10 @@ class Server(RoomsMixin, HandlerDecorators):
         if adapter is None:
             return 0
         if callback is None:
-            frames = to_frames(Packet(PacketType.EVENT, nsp, data))
+            if adapter.recovery is None or volatile:  # a volatile packet is not worth replaying
+                frames = to_frames(Packet(PacketType.EVENT, nsp, data))
+            else:  # logged, and the offset appended, for clients that come back
+                frames = adapter.recovery.record(data, rooms, except_rooms)
             if len(rooms) == 1 and not except_rooms:
                 # The common reply: to one local client by its sid, no set arithmetic, no cluster.
                 for room in rooms:
@@ -235,6 +246,11 @@ class Server(RoomsMixin, HandlerDecorators):
         data = self.get_session(sid, namespace)
         yield data
         self.save_session(sid, data, namespace)
+
+    def is_recovered(self, sid: str, namespace: str | None = None) -> bool:
+        """Whether this client's connection state was recovered (same sid, rooms, session, missed packets)."""
+        socket = self.sockets.get(sid)
+        return socket is not None and socket.recovered and socket.namespace == (namespace or "/")
 
     def get_environ(self, sid: str, namespace: str | None = None) -> dict | None:
         socket = self.sockets.get(sid)
@@ -279,6 +295,8 @@ class Server(RoomsMixin, HandlerDecorators):
         self.eio.shutdown(timeout)
         for adapter in list(self.adapters.values()):
             adapter.close()
+            if adapter.recovery is not None:
+                adapter.recovery.close()
         self.client_manager.close()
 
     # -- engine listener ------------------------------------------------
@@ -347,20 +365,28 @@ class Server(RoomsMixin, HandlerDecorators):
         session = conn.session
         existing = conn.sockets.get(nsp)
         if existing is not None:
-            session.send_frames(to_frames(Packet(PacketType.CONNECT, nsp, {"sid": existing.sid})))
+            session.send_frames(to_frames(Packet(PacketType.CONNECT, nsp, existing.connect_payload())))
             return
         if not self._namespace_accepted(nsp):
             logger.info("session %s: refused unknown namespace %r", session.sid, nsp)
             refusal = {"message": "Invalid namespace"}
             session.send_frames(to_frames(Packet(PacketType.CONNECT_ERROR, nsp, refusal)))
             return
-        socket = Socket(secrets.token_urlsafe(15), nsp, conn)
+        adapter = self._adapter(nsp)
+        restored = recovery.restore(self, adapter, packet.data)
+        socket = Socket(restored.sid if restored else secrets.token_urlsafe(15), nsp, conn)
         conn.sockets[nsp] = socket
         self.sockets[socket.sid] = socket
-        self._adapter(nsp).add_socket(socket, packet.data)
+        adapter.add_socket(socket, packet.data)
+        if adapter.recovery is not None:
+            recovery.start_socket(socket, adapter, restored)
+            if restored is not None and self.connection_state_recovery.skip_middlewares:
+                session.send_frames(to_frames(Packet(PacketType.CONNECT, nsp, socket.connect_payload())))
+                socket.mark_connected()
+                return
         if self.always_connect:
             # Accepted before the handler runs; a refusal then becomes a disconnect.
-            session.send_frames(to_frames(Packet(PacketType.CONNECT, nsp, {"sid": socket.sid})))
+            session.send_frames(to_frames(Packet(PacketType.CONNECT, nsp, socket.connect_payload())))
             socket.mark_connected()
         refusal: dict | None = None
         try:
@@ -387,7 +413,7 @@ class Server(RoomsMixin, HandlerDecorators):
             session.send_frames(to_frames(Packet(PacketType.CONNECT_ERROR, nsp, refusal)))
             return
         if not socket.connected:
-            session.send_frames(to_frames(Packet(PacketType.CONNECT, nsp, {"sid": socket.sid})))
+            session.send_frames(to_frames(Packet(PacketType.CONNECT, nsp, socket.connect_payload())))
             socket.mark_connected()
 
     def _handle_event(self, conn: Connection, packet: Packet) -> None:
@@ -413,12 +439,15 @@ class Server(RoomsMixin, HandlerDecorators):
 
     def _finish_disconnect(self, socket: Socket, reason: str) -> None:
         # The handler runs while the socket is still in its rooms, as in python-socketio.
+        keep = recovery.session_to_keep(self, socket, reason)
         try:
             if socket.connected:
                 self.table.trigger("disconnect", socket.namespace, (socket.sid,), (reason,))
         except Exception:
             logger.exception("disconnect handler of %r failed", socket.namespace)
         finally:
+            if keep is not None:
+                keep()  # before it leaves the adapter: no restore can come in between
             self._remove_from_adapter(socket)
             if self.sockets.get(socket.sid) is socket:
                 del self.sockets[socket.sid]
@@ -430,9 +459,16 @@ class Server(RoomsMixin, HandlerDecorators):
         if adapter is None:
             return
         adapter.remove_socket(socket.sid)
+        self._drop_if_idle(nsp, adapter)
+
+    def _drop_if_idle(self, nsp: str, adapter: Adapter) -> None:
         # A namespace admitted by a pattern ("*", a regex, a callable) keeps no
-        # state once empty, or clients could grow the server by naming new ones.
+        # state once empty (and no session to recover), or clients could grow
+        # the server by naming new ones.
         if not adapter.sockets and nsp != "/" and nsp not in self.table.names() \
-                and nsp not in self._accepted:
+                and nsp not in self._accepted and self.adapters.get(nsp) is adapter \
+                and not (adapter.recovery is not None and len(adapter.recovery)):
             del self.adapters[nsp]
             adapter.close()
+            if adapter.recovery is not None:
+                adapter.recovery.close()

@@ -77,7 +77,8 @@ class Socket:
     handler emits reaches the client after it knows it is connected.
     """
 
-    __slots__ = ("sid", "namespace", "connection", "acks", "data", "deliver", "_held", "connected")
+    __slots__ = ("sid", "namespace", "connection", "acks", "data", "deliver", "_held", "connected",
+                 "pid", "recovered")
 
     def __init__(self, sid: str, namespace: str, connection: "Connection"):
         self.sid = sid
@@ -88,6 +89,12 @@ class Socket:
         self._held: list = []
         self.deliver: Callable[[list], Any] = self._held.extend
         self.connected = False
+        self.pid: str | None = None  # private id, with connection state recovery only
+        self.recovered = False  # came back with its state (connection state recovery)
+
+    def connect_payload(self) -> dict:
+        """The CONNECT answer's payload: the sid, and the pid when the state is recoverable."""
+        return {"sid": self.sid} if self.pid is None else {"sid": self.sid, "pid": self.pid}
 
     @property
     def environ(self) -> dict:

@@ -38,6 +38,12 @@ import); its behaviour follows the reference JavaScript client
   written to a connection that died before the client noticed (at most
   ``pingInterval + pingTimeout``) is lost, as with the JS client: use
   ``retries`` for at-least-once.
+- **Connection state recovery.** When the server gives a ``pid`` (its
+  ``connection_state_recovery`` is on), the client notes the offset the
+  server appends to each event (and takes it off before the handlers see the
+  arguments) and names both in its CONNECT auth on reconnection; when the
+  server recovers the session, ``is_recovered(namespace)`` / ``recovered`` is
+  True, the sid is the same and the missed events follow.
 - **Acks.** ``emit(callback=cb, timeout=t)`` calls ``cb(*ack_args)`` or, on
   expiry, ``cb(TimeoutError)``; the timer runs from the emit, buffered or not
   (an expired packet still in the buffer is not sent). ``ack_timeout`` is the
@@ -206,6 +212,17 @@ class Client(HandlerDecorators):
         """The sid in the default namespace (python-socketio's ``sid`` is the Engine.IO one:
         see ``eio_sid``)."""
         return self.get_sid("/")
+
+    def is_recovered(self, namespace: str | None = None) -> bool:
+        """Whether the last (re)connection to ``namespace`` recovered its state on the server
+        (connection state recovery: same sid, rooms and session; missed events delivered)."""
+        ns = self.delivery.namespaces.get(namespace or "/")
+        return ns is not None and ns.connected and ns.recovered
+
+    @property
+    def recovered(self) -> bool:
+        """``is_recovered()`` for the default namespace (the JS client's ``socket.recovered``)."""
+        return self.is_recovered("/")
 
     @property
     def eio_sid(self) -> str | None:

@@ -137,7 +137,8 @@ class Outbox:
 class NamespaceState:
     """One namespace the client wants: its state on the current connection, and its outbox."""
 
-    __slots__ = ("name", "sid", "connected", "active", "answered", "outbox", "refusal")
+    __slots__ = ("name", "sid", "connected", "active", "answered", "outbox", "refusal", "pid", "offset",
+                 "recovered")
 
     def __init__(self, name: str, max_buffered: int):
         self.name = name
@@ -147,6 +148,11 @@ class NamespaceState:
         self.answered = False  # the server answered this connection's CONNECT
         self.outbox = Outbox(max_buffered)
         self.refusal: Any = None  # the server's CONNECT_ERROR payload
+        # Connection state recovery: the private id the server gave, the offset of the last
+        # event received, and whether the current connection got the old state back.
+        self.pid: str | None = None
+        self.offset: str | None = None
+        self.recovered = False
 
 
 class Delivery:

@@ -37,6 +37,20 @@ def message_of(data: Any) -> str:
     return str(data.get("message")) if isinstance(data, dict) else str(data)
 
 
+def recovery_auth(ns: NamespaceState, auth: Any) -> Any:
+    """The CONNECT payload: the user's ``auth``, with the pid and offset that recover the state.
+
+    As the JS client does, the user's keys win; a non-dict ``auth`` is sent as it is.
+    """
+    if ns.pid is None or not (auth is None or isinstance(auth, dict)):
+        return auth
+    payload: dict = {"pid": ns.pid}
+    if ns.offset is not None:
+        payload["offset"] = ns.offset
+    payload.update(auth or {})
+    return payload
+
+
 def real(value: Any) -> Any:
     """url, headers and auth may be callables, evaluated at every (re)connection."""
     return value() if callable(value) else value
@@ -95,7 +109,7 @@ class Manager:
         for ns in self.namespaces.values():
             if ns.active:
                 ns.answered = False
-                frames += to_frames(Packet(PacketType.CONNECT, ns.name, auth))
+                frames += to_frames(Packet(PacketType.CONNECT, ns.name, recovery_auth(ns, auth)))
         eio.send(frames)
 
     def connect_failed(self, exc: ConnectionError) -> None:
@@ -193,7 +207,11 @@ class Manager:
         t = packet.type
         ns = self.namespaces.get(packet.namespace)
         if t is PacketType.EVENT or t is PacketType.BINARY_EVENT:
-            if ns is not None and ns.connected:
+            # Node's server sends a recovered socket's missed events before its CONNECT
+            # answer: like the JS client, handle them (before the connect handler then).
+            if ns is not None and (ns.connected or (ns.active and not ns.answered)):
+                if ns.pid is not None and packet.id is None:
+                    take_offset(ns, packet)
                 self.client.dispatcher.wait_for_room(lambda: engine.connected)
                 self.schedule(self._handle_event, engine, ns.name, packet)
         elif t is PacketType.ACK or t is PacketType.BINARY_ACK:
@@ -212,6 +230,11 @@ class Manager:
             self._on_refused(ns, {"message": "invalid CONNECT packet (a Socket.IO v2 server?)"})
             return
         ns.sid = data["sid"]
+        pid = data.get("pid")
+        ns.recovered = isinstance(pid, str) and pid == ns.pid
+        if not ns.recovered:
+            ns.pid = pid if isinstance(pid, str) else None
+            ns.offset = None
         ns.connected = True
         self._answer(ns)
         self.delivery.pump(ns)  # what was buffered leaves before the connect handler runs
@@ -274,3 +297,14 @@ class Manager:
     def manager_event(self, event: str, *args: Any) -> None:
         if event in MANAGER_EVENTS:
             self.schedule(self.client.table.trigger, event, "/", args)
+
+
+def take_offset(ns: NamespaceState, packet: Packet) -> None:
+    """Connection state recovery: the server appended the event's offset as its last argument.
+
+    It is noted as the last one received and taken off, so that handlers see the
+    arguments that were emitted (the JS client leaves it in place).
+    """
+    data = packet.data
+    if len(data) > 1 and isinstance(data[-1], str):
+        ns.offset = data.pop()
