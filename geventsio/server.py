@@ -25,6 +25,7 @@ from .broadcast import as_rooms
 from .compat import ack_value, args_of, setup_logger
 from .engine.session import Session
 from .exceptions import ConnectionRefusedError, DisconnectedError, TimeoutError
+from .legacy import LegacyConnection
 from .namespace import NOT_HANDLED, RESERVED_EVENTS, HandlerDecorators, HandlerTable, Namespace
 from .rooms import RoomsMixin
 from .socket import Connection, Socket, to_frames
@@ -265,6 +266,11 @@ class Server(RoomsMixin, HandlerDecorators):
     # -- engine listener ------------------------------------------------
 
     def on_connect(self, session: Session) -> None:
+        if session.protocol == 3:
+            # socket.io-client 2.x: joined to "/" without asking (Socket.IO protocol v4).
+            conn = self.connections[session.sid] = LegacyConnection(session, self)
+            session.schedule(self._handle_connect, conn, Packet(PacketType.CONNECT, "/"))
+            return
         self.connections[session.sid] = Connection(session, self)
 
     def on_message(self, session: Session, data: str | bytes) -> None:
@@ -328,12 +334,12 @@ class Server(RoomsMixin, HandlerDecorators):
         session = conn.session
         existing = conn.sockets.get(nsp)
         if existing is not None:
-            session.send_frames(to_frames(Packet(PacketType.CONNECT, nsp, {"sid": existing.sid})))
+            session.send_frames(conn.connect_frames(nsp, existing.sid))
             return
         if not self._namespace_accepted(nsp):
             logger.info("session %s: refused unknown namespace %r", session.sid, nsp)
             refusal = {"message": "Invalid namespace"}
-            session.send_frames(to_frames(Packet(PacketType.CONNECT_ERROR, nsp, refusal)))
+            session.send_frames(conn.refusal_frames(nsp, refusal))
             return
         socket = Socket(secrets.token_urlsafe(15), nsp, conn)
         conn.sockets[nsp] = socket
@@ -341,7 +347,7 @@ class Server(RoomsMixin, HandlerDecorators):
         self._adapter(nsp).add_socket(socket, packet.data)
         if self.always_connect:
             # Accepted before the handler runs; a refusal then becomes a disconnect.
-            session.send_frames(to_frames(Packet(PacketType.CONNECT, nsp, {"sid": socket.sid})))
+            session.send_frames(conn.connect_frames(nsp, socket.sid))
             socket.mark_connected()
         refusal: dict | None = None
         try:
@@ -365,10 +371,10 @@ class Server(RoomsMixin, HandlerDecorators):
             self._detach(socket)
             self._remove_from_adapter(socket)
             self.sockets.pop(socket.sid, None)
-            session.send_frames(to_frames(Packet(PacketType.CONNECT_ERROR, nsp, refusal)))
+            session.send_frames(conn.refusal_frames(nsp, refusal))
             return
         if not socket.connected:
-            session.send_frames(to_frames(Packet(PacketType.CONNECT, nsp, {"sid": socket.sid})))
+            session.send_frames(conn.connect_frames(nsp, socket.sid))
             socket.mark_connected()
 
     def _handle_event(self, conn: Connection, packet: Packet) -> None:

@@ -11,6 +11,7 @@ from . import http, transports
 from .dispatch import WorkerPool
 from .packet import Frame, message_frame
 from .session import REASON_FORCED_CLOSE, Session, State
+from .session_v3 import SessionV3
 from .websocket import CLOSE_POLICY_VIOLATION, WebSocket
 
 logger = logging.getLogger("geventsio.engine")
@@ -73,6 +74,9 @@ class Server:
     session), ``max_inbox`` (handler calls queued per session),
     ``body_timeout`` (to deliver a POST body), ``close_flush_timeout`` (for a
     closing session's last writes).
+
+    ``allow_eio3`` also accepts Engine.IO v3 clients (socket.io-client 2.x) on
+    the same endpoint; their sessions are ``session_v3.SessionV3``.
     """
 
     def __init__(
@@ -92,6 +96,7 @@ class Server:
         max_inbox: int = 256,
         close_flush_timeout: float = 5,
         body_timeout: float = 30,
+        allow_eio3: bool = False,
         listener: Listener | None = None,
     ):
         unknown = set(transports) - set(TRANSPORTS)
@@ -110,6 +115,7 @@ class Server:
         self.max_inbox = max_inbox
         self.close_flush_timeout = close_flush_timeout
         self.body_timeout = body_timeout
+        self.allow_eio3 = allow_eio3
         self.sessions: dict[str, Session] = {}
         self.workers = WorkerPool()
         self.listener: Listener = listener if listener is not None else HandlerListener()
@@ -190,7 +196,7 @@ class Server:
         transport = query.get("transport")
         if transport not in self.transports:
             return refuse(http.UNKNOWN_TRANSPORT)
-        if query.get("EIO") != "4":
+        if query.get("EIO") != "4" and not (query.get("EIO") == "3" and self.allow_eio3):
             return refuse(http.UNSUPPORTED_PROTOCOL_VERSION)
         if (transport == "websocket") != (ws is not None):
             return refuse(http.BAD_REQUEST)
@@ -226,9 +232,12 @@ class Server:
 
     # -- sessions -------------------------------------------------------
 
-    def _open_session(self, environ: dict, state: State) -> Session | None:
+    def _open_session(self, environ: dict, state: State, query: dict) -> Session | None:
         sid = secrets.token_urlsafe(15)
-        session = Session(self, sid, environ, state)
+        if query.get("EIO") == "3":
+            session: Session = SessionV3(self, sid, environ, state, binary=not query.get("b64"))
+        else:
+            session = Session(self, sid, environ, state)
         self.sessions[sid] = session
         try:
             self.listener.on_connect(session)
@@ -239,20 +248,19 @@ class Server:
         return session
 
     def _open_frame(self, session: Session, upgrades: list[str]) -> str:
-        return "0" + json.dumps(
-            {
-                "sid": session.sid,
-                "upgrades": upgrades,
-                "pingInterval": int(self.ping_interval * 1000),
-                "pingTimeout": int(self.ping_timeout * 1000),
-                "maxPayload": self.max_http_buffer_size,
-            },
-            separators=(",", ":"),
-        )
+        handshake = {
+            "sid": session.sid,
+            "upgrades": upgrades,
+            "pingInterval": int(self.ping_interval * 1000),
+            "pingTimeout": int(self.ping_timeout * 1000),
+        }
+        if session.protocol != 3:  # v3 has no maxPayload
+            handshake["maxPayload"] = self.max_http_buffer_size
+        return "0" + json.dumps(handshake, separators=(",", ":"))
 
     def _polling_handshake(self, request: http.Request, start_response: Callable[..., Any],
                            cors: http.Headers) -> Iterable[bytes]:
-        session = self._open_session(request.environ, State.POLLING)
+        session = self._open_session(request.environ, State.POLLING, request.query)
         if session is None:
             return http.error(start_response, request, http.FORBIDDEN, cors, 403)
         can_upgrade = self.allow_upgrades and "websocket" in self.transports
@@ -260,8 +268,8 @@ class Server:
         headers = list(cors)
         if self.cookie:
             headers.append(("Set-Cookie", _cookie_header(self.cookie, session.sid)))
-        body = self._open_frame(session, upgrades).encode()
-        return http.respond(start_response, request, 200, body, headers)
+        body, content_type = session.encode_polling([self._open_frame(session, upgrades)])
+        return http.respond(start_response, request, 200, body, headers, content_type)
 
     def _forget(self, session: Session) -> None:
         if self.sessions.get(session.sid) is session:

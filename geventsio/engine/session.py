@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import gevent
 from gevent.event import Event
 
-from .packet import CLOSE_FRAME, NOOP_FRAME, PING_FRAME, Frame, Packet, PacketType, decode_packet
+from .packet import (CLOSE_FRAME, NOOP_FRAME, PING_FRAME, Frame, Packet, PacketType, decode_packet,
+                     decode_payload, encode_payload)
 from ..exceptions import ProtocolError
 
 from .websocket import encode_frames
@@ -30,6 +31,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .websocket import WebSocket
 
 logger = logging.getLogger("geventsio.engine")
+
+TEXT_CONTENT_TYPE = "text/plain; charset=UTF-8"
 
 
 class State(enum.Enum):
@@ -53,6 +56,8 @@ REASON_SHUTDOWN = "server shutting down"
 
 class Session:
     """An Engine.IO session. Create it through ``Server``; every method is greenlet-safe."""
+
+    protocol = 4  # the Engine.IO revision; v3 sessions are ``session_v3.SessionV3``
 
     def __init__(self, server: "Server", sid: str, environ: dict, state: State):
         self.server = server
@@ -143,7 +148,15 @@ class Session:
             self._ready.clear()
             self._ready.wait()
 
+    def encode_polling(self, frames: list[Frame]) -> tuple[bytes, str]:
+        """A polling response body (and its content type) carrying ``frames``."""
+        return encode_payload(frames).encode("utf-8", "replace"), TEXT_CONTENT_TYPE
+
     # -- incoming -------------------------------------------------------
+
+    def decode_polling(self, body: bytes, content_type: str | None) -> list[Packet]:
+        """The packets of a polling request body (raises ``UnicodeDecodeError``, ``ProtocolError``)."""
+        return decode_payload(body.decode("utf-8"))
 
     def receive_frame(self, frame: Frame) -> None:
         """Handle one WebSocket frame; messages skip the packet object (the hot path)."""
