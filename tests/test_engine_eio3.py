@@ -224,7 +224,8 @@ class TestMessageWebSocket:
     @pytest.mark.parametrize("frame", ["abc", b"\x02\x01"])
     def test_invalid_packet_closes_the_session(self, srv, ws_connect, frame):
         ws, value = ws_open_session(ws_connect)
-        ws.send(frame, websocket.ABNF.OPCODE_BINARY if isinstance(frame, bytes) else websocket.ABNF.OPCODE_TEXT)
+        opcode = websocket.ABNF.OPCODE_BINARY if isinstance(frame, bytes) else websocket.ABNF.OPCODE_TEXT
+        ws.send(frame, opcode)
         ws_recv_until_close(ws)
         assert wait_until(lambda: value["sid"] not in srv.server.sessions)
 
@@ -246,6 +247,17 @@ class TestHeartbeat:
         while time.monotonic() < end:
             ws.send("2")
             assert ws_recv(ws) == "3"  # the only frame: the server sends no ping of its own
+            gevent.sleep(PING_INTERVAL)
+        assert value["sid"] in srv.server.sessions
+
+    def test_any_packet_shows_the_client_is_alive(self, srv, ws_connect):
+        # The v3 spec: the server closes a session it receives no data from for
+        # pingInterval + pingTimeout; messages count as much as pings.
+        ws, value = ws_open_session(ws_connect)
+        end = time.monotonic() + 3 * (PING_INTERVAL + PING_TIMEOUT)
+        while time.monotonic() < end:
+            ws.send("4tick")
+            assert ws_recv(ws) == "4tick"
             gevent.sleep(PING_INTERVAL)
         assert value["sid"] in srv.server.sessions
 

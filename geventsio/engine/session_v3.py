@@ -4,7 +4,7 @@ Only sessions opened with ``EIO=3`` (when the server allows them) are of this
 class, so the v4 session keeps its code paths as they are. The differences:
 
 - heartbeat: the *client* pings, the server answers each ``2`` with a ``3``;
-  a session that receives no ping within ``ping_interval + ping_timeout`` is
+  a session that receives nothing within ``ping_interval + ping_timeout`` is
   closed (a client pong is a protocol error, as a v4 client's ping is);
 - wire forms: polling bodies use the v3 payload framing and binary messages
   carry a type byte over WebSocket (``packet_v3``); a client that sent
@@ -37,23 +37,29 @@ class SessionV3(Session):
     def __init__(self, server: "Server", sid: str, environ: dict, state: State, binary: bool):
         super().__init__(server, sid, environ, state)
         self.binary = binary
-        # The v4 ping timer started by Session becomes the deadline for the client's ping.
+        # The v3 spec: a client that sends nothing (pings included) for this long is gone.
+        self._silence_limit = server.ping_interval + server.ping_timeout
+        # Each packet only notes the loop's clock; the one timer (the ping timer
+        # Session started, re-armed) checks it when it fires.
+        self._last_heard = self._loop.now()
         self._ping_timer.stop()
-        self._ping_timer = self._start_timer(self._ping_deadline, self._ping_missed)
+        self._ping_timer = self._start_timer(self._silence_limit, self._check_silence)
 
-    @property
-    def _ping_deadline(self) -> float:
-        return self.server.ping_interval + self.server.ping_timeout
-
-    def _ping_missed(self) -> None:
+    def _check_silence(self) -> None:
         # On the event loop.
-        if self.state is not State.CLOSED:
-            logger.info("session %s: no ping within %ss; closing", self.sid, self._ping_deadline)
-            gevent.spawn(self.close, REASON_PING_TIMEOUT)
+        if self.state is State.CLOSED:
+            return
+        left = self._last_heard + self._silence_limit - self._loop.now()
+        if left > 0:
+            self._ping_timer = self._start_timer(left, self._check_silence)
+            return
+        logger.info("session %s: nothing received within %ss; closing", self.sid, self._silence_limit)
+        gevent.spawn(self.close, REASON_PING_TIMEOUT)
 
     # -- incoming -------------------------------------------------------
 
     def receive_frame(self, frame: Frame) -> None:
+        self._last_heard = self._loop.now()
         if type(frame) is str:
             if frame[:1] == "b":
                 self.receive(packet_v3.decode_base64_record(frame))
@@ -63,12 +69,9 @@ class SessionV3(Session):
         self.receive(packet_v3.decode_binary_frame(frame))
 
     def receive(self, packet: Packet) -> None:
+        self._last_heard = self._loop.now()
         t = packet.type
         if t is PacketType.PING:
-            if self.state is State.CLOSED:
-                return
-            self._ping_timer.stop()
-            self._ping_timer = self._start_timer(self._ping_deadline, self._ping_missed)
             self.send_frames([PONG_FRAME + packet.data if packet.data else PONG_FRAME])
         elif t is PacketType.PONG:
             raise ProtocolError("pong from an Engine.IO v3 client (the client pings in v3)")
