@@ -72,7 +72,8 @@ class Server(RoomsMixin, HandlerDecorators):
     Serve it with ``geventsio.WSGIApp(sio, other_wsgi_app)``. Options beyond the
     Socket.IO ones go to ``geventsio.engine.Server`` (``ping_interval``,
     ``ping_timeout``, ``max_http_buffer_size``, ``cors_allowed_origins``,
-    ``transports``, ``cookie``, ``allow_request``, ...).
+    ``transports``, ``cookie``, ``allow_request``, ``allow_eio3`` for
+    socket.io-client 2.x, ...).
 
     ``namespaces`` lists the namespaces accepted besides those with handlers:
     names, compiled regular expressions, callables ``f(name) -> bool``, or

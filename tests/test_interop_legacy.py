@@ -235,6 +235,24 @@ def test_room_shared_by_v2_and_v4_clients(serve_app, transports):
     assert protocols == [("v2", "3"), ("v4", "4")]
 
 
+def test_root_namespace_refusal_is_a_plain_message(serve_app, transports):
+    sio = new_server()
+    refused = Recorder()
+
+    @sio.on("connect")
+    def connect(sid, environ, auth):
+        refused.add(sid)
+        return False
+
+    running = serve_app(sio, path="socket.io")
+
+    report = run_client(running, "rejected", transports)
+
+    assert report == {"ok": True, "connected": False, "error": "Connection rejected by server"}
+    assert len(refused.wait(1)) == 1
+    assert sio.sockets == {}
+
+
 @pytest.mark.parametrize("transports_", ["polling", "websocket"])
 def test_refused_without_allow_eio3(serve_app, transports_):
     sio = new_server(allow_eio3=False)

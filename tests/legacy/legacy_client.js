@@ -5,7 +5,8 @@
 //
 // Usage: node legacy_client.js URL SCENARIO [TRANSPORTS]
 //   URL         e.g. http://127.0.0.1:8000 (the server's path is /socket.io/)
-//   SCENARIO    roundtrip | namespaces | rooms | refused (each is described at its function)
+//   SCENARIO    roundtrip | namespaces | rooms | rejected | refused (each is described at
+//               its function)
 //   TRANSPORTS  polling | websocket | default (polling, then the upgrade: the
 //               scenario waits for the upgrade before it ends)
 //
@@ -179,6 +180,13 @@ const scenarios = {
     const news = [await newsOld, await newsCur];
     return { transport: transportOf(old), joined: enc(joined), v4_got: enc(curGot),
       v2_got: enc(oldGot), news: enc(news) };
+  },
+
+  // The server's "/" connect handler refuses: the ERROR packet's plain message.
+  async rejected() {
+    const socket = v2();
+    const [error] = await once(socket, "error");
+    return { connected: socket.connected, error: enc(error) };
   },
 
   // A server without allow_eio3: the 2.x client cannot connect.
