@@ -8,6 +8,8 @@ says (UTF-16 code units).
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from geventsio.engine import packet_v3
 from geventsio.engine.packet import Packet, PacketType, decode_packet
@@ -122,3 +124,76 @@ class TestWebSocketFrames:
     def test_binary_frame_that_is_not_a_message_is_refused(self, frame):
         with pytest.raises(ProtocolError):
             packet_v3.decode_binary_frame(frame)
+
+
+# -- properties (hypothesis) ----------------------------------------------------------
+
+SETTINGS = settings(max_examples=200, deadline=None, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+# Frames as the session queues them: text packets of any type, binary messages.
+queued_frames = st.one_of(
+    st.tuples(st.sampled_from("0123456"), st.text()).map("".join),
+    st.binary(),
+)
+
+
+def _packets_of(frames: list) -> list[Packet]:
+    return [Packet(MSG, f) if isinstance(f, bytes) else decode_packet(f) for f in frames]
+
+
+@SETTINGS
+@given(st.lists(queued_frames, min_size=1, max_size=12))
+def test_text_payload_round_trip(frames: list) -> None:
+    decoded = packet_v3.decode_text_payload(packet_v3.encode_text_payload(frames))
+    assert decoded == _packets_of(frames)
+
+
+@SETTINGS
+@given(st.lists(queued_frames, min_size=1, max_size=12))
+def test_binary_payload_round_trip(frames: list) -> None:
+    assert packet_v3.decode_binary_payload(packet_v3.encode_binary_payload(frames)) == _packets_of(frames)
+
+
+@SETTINGS
+@given(st.lists(queued_frames, min_size=1, max_size=12), st.booleans())
+def test_websocket_frames_round_trip(frames: list, binary: bool) -> None:
+    # What a v3 client sends back in the same forms decodes to the same packets.
+    wire = packet_v3.encode_websocket_frames(frames, binary)
+    decoded = [packet_v3.decode_binary_frame(f) if isinstance(f, bytes)
+               else packet_v3.decode_base64_record(f) if f[:1] == "b" else decode_packet(f) for f in wire]
+    assert decoded == _packets_of(frames)
+
+
+v3_like_text = st.lists(
+    st.tuples(st.integers(0, 40).map(str), st.just(":"), st.sampled_from(list("0123456b4x") + [""]),
+              st.text(max_size=30)).map("".join), max_size=6).map("".join)
+
+
+def _packets_or_protocol_error(fn, *args) -> list | None:
+    try:
+        return fn(*args)
+    except ProtocolError:
+        return None
+
+
+@SETTINGS
+@given(st.one_of(st.text(), v3_like_text))
+def test_decode_text_payload_of_anything(body: str) -> None:
+    result = _packets_or_protocol_error(packet_v3.decode_text_payload, body)
+    assert result is None or all(isinstance(p, Packet) for p in result)
+
+
+# Records that look like the binary form: a mark, digit bytes (and 10), maybe 255, then data.
+v3_like_binary = st.lists(
+    st.tuples(st.sampled_from([b"\x00", b"\x01", b"\x02"]),
+              st.binary(max_size=3).map(lambda b: bytes(x % 11 for x in b)),
+              st.sampled_from([b"\xff", b""]), st.binary(max_size=20)).map(b"".join),
+    max_size=5).map(b"".join)
+
+
+@SETTINGS
+@given(st.one_of(st.binary(), v3_like_binary))
+def test_decode_binary_payload_of_anything(body: bytes) -> None:
+    result = _packets_or_protocol_error(packet_v3.decode_binary_payload, body)
+    assert result is None or all(isinstance(p, Packet) for p in result)
