@@ -325,6 +325,18 @@ class TestUpgrade:
         assert srv.server.transport(sid) == "websocket"
         assert http_request(srv, "GET", polling_query(sid))[0] == 400
 
+    @pytest.mark.parametrize("ws_b64", [False, True])
+    def test_each_transport_asks_for_base64_in_its_own_request(self, srv, ws_connect, ws_b64):
+        sid = open_polling_session(srv)  # b64=1: binary as base64 while polling
+        srv.server.send(sid, b"\x01")
+        assert http_request(srv, "GET", polling_query(sid)) == (200, b"6:b4AQ==")
+        ws = ws_connect(f"{WEBSOCKET}&sid={quote(sid)}" + ("&b64=1" if ws_b64 else ""))
+        ws.send("2probe")
+        assert ws_recv(ws) == "3probe"
+        ws.send("5")
+        ws.send_binary(b"\x04\x02")
+        assert ws_recv(ws) == ("b4Ag==" if ws_b64 else b"\x04\x02")
+
     def test_frames_queued_while_polling_leave_on_the_websocket(self, srv, ws_connect):
         sid = open_polling_session(srv, binary=True)
         ws = ws_connect(f"{WEBSOCKET}&sid={quote(sid)}")

@@ -80,10 +80,11 @@ def from_js(value: Any) -> Any:
     return value
 
 
-def run_client(running: Any, scenario: str, transports: str) -> dict:
+def run_client(running: Any, scenario: str, transports: str, force_base64: bool = False) -> dict:
     cmd = ["node", str(CLIENT_SCRIPT), running.url, scenario, transports]
-    report = run_node_report(cmd, LEGACY_DIR, {"SIO_CLIENT_TIMEOUT_MS": str(CLIENT_TIMEOUT_MS)},
-                             CLIENT_TIMEOUT_MS / 1000 + 20)
+    env = {"SIO_CLIENT_TIMEOUT_MS": str(CLIENT_TIMEOUT_MS),
+           "LEGACY_FORCE_BASE64": "1" if force_base64 else "0"}
+    report = run_node_report(cmd, LEGACY_DIR, env, CLIENT_TIMEOUT_MS / 1000 + 20)
     return from_js(report)
 
 
@@ -115,8 +116,11 @@ class Recorder:
 # -- tests ----------------------------------------------------------------------
 
 
-def test_roundtrip_acks_binary_heartbeat_and_server_disconnect(serve_app, transports):
+@pytest.mark.parametrize("force_base64", [False, True], ids=["binary", "base64"])
+def test_roundtrip_acks_binary_heartbeat_and_server_disconnect(serve_app, transports, force_base64):
+    """With force_base64 the client sends b64=1 on every transport: binary goes as base64 text."""
     sio = new_server()
+    sessions = []
     connects = Recorder()
     disconnects = Recorder()
     answer: AsyncResult = AsyncResult()
@@ -124,6 +128,7 @@ def test_roundtrip_acks_binary_heartbeat_and_server_disconnect(serve_app, transp
     @sio.on("connect")
     def connect(sid, environ, auth):
         connects.add(sid, auth, environ.get("QUERY_STRING", ""))
+        sessions.append(sio.sockets[sid].connection.session)
         sio.emit("welcome", {"sid": sid, "text": TEXT}, to=sid)
 
     sio.on("disconnect", lambda sid, reason: disconnects.add(sid, reason))
@@ -141,13 +146,17 @@ def test_roundtrip_acks_binary_heartbeat_and_server_disconnect(serve_app, transp
     sio.on("kick-me", lambda sid: sio.disconnect(sid))
     running = serve_app(sio, path="socket.io")
 
-    report = run_client(running, "roundtrip", transports)
+    report = run_client(running, "roundtrip", transports, force_base64)
 
     check_transport(report, transports)
     assert report["upgrades"] == (["websocket"] if transports == "default" else [])
     [(sid, auth, query)] = connects.wait(1)
     assert auth is None  # protocol v4 has no auth payload
     assert "EIO=3" in query
+    # socket.io-client 2.x in Node has no XHR2: it asks for base64 whenever it starts polling.
+    assert ("b64=1" in query) == (force_base64 or transports != "websocket")
+    # Each transport asks in its own request: the WebSocket of an upgrade carries binary frames.
+    assert sessions[0].binary is (transports != "polling" and not force_base64)
     assert report["welcome"] == [{"sid": sid, "text": TEXT}]
     assert report["echo"] == [TEXT, CLIENT_BLOB]
     server_transport = "websocket" if transports != "polling" else "polling"

@@ -220,7 +220,7 @@ class Server:
         if ws is not None:
             if not self.allow_upgrades:
                 return refuse(http.BAD_REQUEST)
-            transports.websocket_upgrade(self, session, ws)
+            transports.websocket_upgrade(self, session, ws, request.query)
             return []
         if session.state is State.WEBSOCKET:
             return refuse(http.BAD_REQUEST)

@@ -276,8 +276,11 @@ class Session:
         if self.state is State.UPGRADING:
             self._set_state(State.POLLING)
 
-    def attach_websocket(self, ws: "WebSocket") -> None:
-        """Make ``ws`` the transport; what polling had queued goes out first."""
+    def attach_websocket(self, ws: "WebSocket", query: dict | None = None) -> None:
+        """Make ``ws`` the transport; what polling had queued goes out first.
+
+        ``query`` is the WebSocket request's (a v3 session reads ``b64`` there).
+        """
         self.websocket = ws
         self._set_state(State.WEBSOCKET)
         self._schedule_flush()

@@ -25,6 +25,7 @@ from ..exceptions import ProtocolError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import Server
+    from .websocket import WebSocket
 
 logger = logging.getLogger("geventsio.engine")
 
@@ -79,6 +80,12 @@ class SessionV3(Session):
             super().receive(packet)
 
     # -- outgoing -------------------------------------------------------
+
+    def attach_websocket(self, ws: "WebSocket", query: dict | None = None) -> None:
+        # As Node's server does, each transport asks for base64 or not in its own request.
+        if query is not None:
+            self.binary = not query.get("b64")
+        super().attach_websocket(ws, query)
 
     def drain(self) -> list[Frame]:
         """Take every queued frame; once on WebSocket, in their v3 WebSocket form."""

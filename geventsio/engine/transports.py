@@ -218,7 +218,7 @@ def websocket_open(server: "Server", ws: WebSocket, request: http.Request) -> No
     _read_loop(session, ws)
 
 
-def websocket_upgrade(server: "Server", session: Session, ws: WebSocket) -> None:
+def websocket_upgrade(server: "Server", session: Session, ws: WebSocket, query: dict | None = None) -> None:
     """Move a polling session onto ``ws``: probe, upgrade, then read."""
     if session.state is not State.POLLING:
         logger.info("session %s: refused a second WebSocket", session.sid)
@@ -247,5 +247,5 @@ def websocket_upgrade(server: "Server", session: Session, ws: WebSocket) -> None
         session.cancel_upgrade()
         ws.close()
         return
-    session.attach_websocket(ws)
+    session.attach_websocket(ws, query)
     _read_loop(session, ws)

@@ -47,9 +47,11 @@ function enc(v) {
 }
 
 function transportOptions() {
-  if (transports === "polling") return { transports: ["polling"] };
-  if (transports === "websocket") return { transports: ["websocket"] };
-  return {};
+  // LEGACY_FORCE_BASE64=1: binary as base64 text over WebSocket too (the client's forceBase64).
+  const base64 = process.env.LEGACY_FORCE_BASE64 === "1" ? { forceBase64: true } : {};
+  if (transports === "polling") return { transports: ["polling"], ...base64 };
+  if (transports === "websocket") return { transports: ["websocket"], ...base64 };
+  return base64;
 }
 
 /** A socket.io-client 2.x socket on its own Manager; records the engine's upgrades. */
