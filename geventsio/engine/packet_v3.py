@@ -92,7 +92,11 @@ def decode_text_payload(body: str) -> list[Packet]:
     end = len(units) // 2
     while pos < end:
         colon = _find_colon(units, pos, end)
-        length = _parse_length(units[2 * pos:2 * colon].decode("utf-16-le"))
+        try:
+            digits = units[2 * pos:2 * colon].decode("utf-16-le")
+        except UnicodeDecodeError:
+            raise ProtocolError("invalid payload length") from None
+        length = _parse_length(digits)
         start = colon + 1
         if start + length > end:
             raise ProtocolError("payload record longer than the payload")
@@ -151,7 +155,7 @@ def encode_binary_payload(frames: Iterable[Frame]) -> bytes:
     parts = []
     for frame in frames:
         if type(frame) is str:
-            data = frame.encode("utf-8", "surrogatepass")
+            data = frame.encode("utf-8", "replace")
             parts.append(_length_header(_STRING_MARK, len(data)))
             parts.append(data)
         else:
