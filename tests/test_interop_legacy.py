@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 from gevent.event import AsyncResult, Event
-from node_support import require_npm_packages, run_node_report
+from node_support import require_npm_packages, run_node_report, skip_or_fail
 
 import geventsio
 
@@ -300,3 +300,40 @@ def test_binary_polling_payloads_with_the_reference_v3_parser(engine_server):
     assert sorted(got, key=lambda p: p["type"]) == [{"type": "message", "data": "only text 😀"},
                                                     {"type": "pong", "data": None}]
     assert [item[0] for item in received.wait(4)] == [*mixed, "only text 😀"]
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _blank_page(environ, start_response):
+    body = b"<!doctype html><title>legacy client</title>"
+    start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def test_browser_client_uses_binary_payloads(serve_app, transports):
+    """socket.io-client 2.x in Chromium: XHR2, so no b64=1 and binary polling payloads both ways."""
+    if not Path(CHROMIUM).exists():
+        skip_or_fail(f"the browser test needs {CHROMIUM} (apt-get install -y chromium)")
+    sio = new_server()
+    sessions = []
+    sio.on("connect", lambda sid, environ, auth: sessions.append(sio.sockets[sid].connection.session))
+    sio.on("echo", lambda sid, text, blob: (text, blob))
+    sio.on("push", lambda sid: sio.emit("pushed", ({"text": "sérver", "bin": bytes(range(5))}, b"\xff"),
+                                        to=sid))
+    running = serve_app(sio, path="socket.io", wsgi_app=_blank_page)
+
+    report = run_node_report(["node", str(LEGACY_DIR / "browser_client.js"), running.url + "/", transports],
+                             LEGACY_DIR, {"CHROMIUM_PATH": CHROMIUM}, 40)
+
+    assert report["transport"] == ("polling" if transports == "polling" else "websocket")
+    assert report["b64_in_first_query"] is False
+    assert sessions[0].binary is True
+    assert report["echo"] == ["b ✓ 😀", "000102faff"]
+    assert report["echo_binary_type"] == "[object ArrayBuffer]"
+    assert report["pushed"] == ["sérver", "0001020304", "ff"]
+    if transports == "polling":
+        # The binary event and ack went as binary payloads, in both directions.
+        assert ["POST", "application/octet-stream", "text/plain; charset=UTF-8"] in report["polls"]
+        assert ["GET", None, "application/octet-stream"] in report["polls"]
