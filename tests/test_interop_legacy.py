@@ -10,7 +10,10 @@ socket.io-client 2.x in Node has no XHR2 (its XMLHttpRequest has no
 ``responseType``), so it polls with ``b64=1``: binary travels over polling as
 ``b4``-base64 records, and over WebSocket as binary frames with their type
 byte. The mixed-room test adds socket.io-client 4.x (the npm alias
-``socket.io-client-v4``) to the same room.
+``socket.io-client-v4``) to the same room. Two tests cover the XHR2 path that
+browsers take (binary polling payloads): the reference v3 parser
+(engine.io-parser 2.x) on raw requests, and socket.io-client 2.x itself in
+headless Chromium (skipped without /usr/bin/chromium, failed under CI).
 
 The JavaScript dependencies come from ``tests/legacy/package-lock.json``,
 installed on first use by ``node_support.require_npm_packages``.
