@@ -187,6 +187,17 @@ class TestMessagePolling:
         assert http_request(srv, "POST", polling_query(sid), body=payload)[0] == 400
         assert http_request(srv, "GET", polling_query(sid))[0] == 400
 
+    @pytest.mark.parametrize("body", [
+        bytes([0, 9, 9, 9, 9, 9, 9, 9, 9, 255]) + b"4x",  # a length past the body's end
+        bytes([1, 2, 255, 2, 0]),  # a binary record that is not a message
+        bytes([0, 2, 255, 0xC3, 0x28]),  # text that is not UTF-8
+        bytes([7, 1, 255, 0x34]),  # neither text nor binary
+    ])
+    def test_invalid_binary_payload_closes_the_session(self, srv, body):
+        sid = open_polling_session(srv, binary=True)
+        assert _post_octets(srv, polling_query(sid), body)[0] == 400
+        assert http_request(srv, "GET", polling_query(sid))[0] == 400
+
 
 def _post_octets(srv: Any, query: str, body: bytes) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=IO_TIMEOUT)
