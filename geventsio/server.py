@@ -25,6 +25,7 @@ from .broadcast import as_rooms
 from .compat import ack_value, args_of, setup_logger
 from .engine.session import Session
 from .exceptions import ConnectionRefusedError, DisconnectedError, TimeoutError
+from .legacy import LegacyConnection
 from .namespace import NOT_HANDLED, RESERVED_EVENTS, HandlerDecorators, HandlerTable, Namespace
 from .recovery import RecoveryOptions
 from .rooms import RoomsMixin
@@ -72,7 +73,8 @@ class Server(RoomsMixin, HandlerDecorators):
     Serve it with ``geventsio.WSGIApp(sio, other_wsgi_app)``. Options beyond the
     Socket.IO ones go to ``geventsio.engine.Server`` (``ping_interval``,
     ``ping_timeout``, ``max_http_buffer_size``, ``cors_allowed_origins``,
-    ``transports``, ``cookie``, ``allow_request``, ...).
+    ``transports``, ``cookie``, ``allow_request``, ``allow_eio3`` for
+    socket.io-client 2.x, ...).
 
     ``namespaces`` lists the namespaces accepted besides those with handlers:
     names, compiled regular expressions, callables ``f(name) -> bool``, or
@@ -302,6 +304,11 @@ class Server(RoomsMixin, HandlerDecorators):
     # -- engine listener ------------------------------------------------
 
     def on_connect(self, session: Session) -> None:
+        if session.protocol == 3:
+            # socket.io-client 2.x: joined to "/" without asking (Socket.IO protocol v4).
+            conn = self.connections[session.sid] = LegacyConnection(session, self)
+            session.schedule(self._handle_connect, conn, Packet(PacketType.CONNECT, "/"))
+            return
         self.connections[session.sid] = Connection(session, self)
 
     def on_message(self, session: Session, data: str | bytes) -> None:
@@ -365,12 +372,12 @@ class Server(RoomsMixin, HandlerDecorators):
         session = conn.session
         existing = conn.sockets.get(nsp)
         if existing is not None:
-            session.send_frames(to_frames(Packet(PacketType.CONNECT, nsp, existing.connect_payload())))
+            session.send_frames(conn.connect_frames(nsp, existing))
             return
         if not self._namespace_accepted(nsp):
             logger.info("session %s: refused unknown namespace %r", session.sid, nsp)
             refusal = {"message": "Invalid namespace"}
-            session.send_frames(to_frames(Packet(PacketType.CONNECT_ERROR, nsp, refusal)))
+            session.send_frames(conn.refusal_frames(nsp, refusal))
             return
         adapter = self._adapter(nsp)
         restored = recovery.restore(self, adapter, packet.data)
@@ -386,7 +393,7 @@ class Server(RoomsMixin, HandlerDecorators):
                 return
         if self.always_connect:
             # Accepted before the handler runs; a refusal then becomes a disconnect.
-            session.send_frames(to_frames(Packet(PacketType.CONNECT, nsp, socket.connect_payload())))
+            session.send_frames(conn.connect_frames(nsp, socket))
             socket.mark_connected()
         refusal: dict | None = None
         try:
@@ -410,10 +417,10 @@ class Server(RoomsMixin, HandlerDecorators):
             self._detach(socket)
             self._remove_from_adapter(socket)
             self.sockets.pop(socket.sid, None)
-            session.send_frames(to_frames(Packet(PacketType.CONNECT_ERROR, nsp, refusal)))
+            session.send_frames(conn.refusal_frames(nsp, refusal))
             return
         if not socket.connected:
-            session.send_frames(to_frames(Packet(PacketType.CONNECT, nsp, socket.connect_payload())))
+            session.send_frames(conn.connect_frames(nsp, socket))
             socket.mark_connected()
 
     def _handle_event(self, conn: Connection, packet: Packet) -> None:

@@ -9,7 +9,7 @@ import gevent
 
 from .engine.session import Session
 from .exceptions import DisconnectedError, ProtocolError, TimeoutError
-from .socketio_packet import Decoder, Packet, encode
+from .socketio_packet import Decoder, Packet, PacketType, encode
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import Server
@@ -146,6 +146,14 @@ class Connection:
             logger.info("session %s joined no namespace within connect_timeout; closing",
                         self.session.sid)
             self.session.close()
+
+    def connect_frames(self, namespace: str, socket: Socket) -> list:
+        """The frames telling the client it joined ``namespace`` as ``socket``."""
+        return to_frames(Packet(PacketType.CONNECT, namespace, socket.connect_payload()))
+
+    def refusal_frames(self, namespace: str, refusal: dict) -> list:
+        """The frames refusing ``namespace``; ``refusal`` is ``{"message": ..., ["data": ...]}``."""
+        return to_frames(Packet(PacketType.CONNECT_ERROR, namespace, refusal))
 
     def feed(self, data: str | bytes) -> Packet | None:
         """Decode one Engine.IO message; a protocol violation closes the session."""

@@ -27,11 +27,13 @@ import logging
 import os
 import sys
 import time
+import weakref
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
 import gevent
+from gevent.hub import Hub
 from gevent.monkey import get_original
 
 logger = logging.getLogger("geventsio.engine")
@@ -93,6 +95,8 @@ class LoopMonitor:
     def __init__(self, threshold: float):
         self.threshold = threshold
         self.period = min(0.25, threshold / 4)
+        # Each server's threshold; the lowest of the servers alive applies.
+        self.thresholds: "weakref.WeakKeyDictionary[Any, float]" = weakref.WeakKeyDictionary()
         self.hub = gevent.get_hub()
         self.pid = os.getpid()
         self.last_block: Block | None = None
@@ -129,6 +133,8 @@ class LoopMonitor:
             self.last_block = Block(now - since, culprit, now)
             logger.warning("the event loop ran again after %.1f s blocked by %s", now - since, culprit)
         self._last_turn = now
+        if self.thresholds:
+            self.threshold = min(self.thresholds.values())
 
     def _watch(self) -> None:
         # On a native thread: runs while the loop is stuck.
@@ -139,6 +145,11 @@ class LoopMonitor:
             if stalled < self.threshold or self._reported is not None:
                 continue
             frame = sys._current_frames().get(self.hub.thread_ident)
+            if frame is not None and frame.f_code is _HUB_RUN:
+                # Inside the loop's own C code (a busy or descheduled process):
+                # no Python code of anyone's is holding it.
+                del frame
+                continue
             culprit = describe_blocker(frame)
             del frame
             self._reported = (last_turn, culprit)
@@ -149,18 +160,29 @@ class LoopMonitor:
 
 
 _monitors: dict[int, LoopMonitor] = {}
+_HUB_RUN = Hub.run.__code__  # the frame of a hub waiting in (or running) its loop
 
 
-def ensure_started(threshold: float) -> LoopMonitor:
-    """The monitor of the current hub, started on first use (the lowest threshold asked wins)."""
+def ensure_started(owner: Any, threshold: float) -> LoopMonitor:
+    """The monitor of the current hub, started on first use, watching for ``owner`` too.
+
+    The lowest threshold of the owners still alive (and not ``release``d) applies.
+    """
     hub = gevent.get_hub()
     monitor = _monitors.get(id(hub))
     # After a fork (gunicorn --preload) the child has the hub but not the thread.
     if monitor is None or monitor.hub is not hub or monitor.pid != os.getpid():
         monitor = _monitors[id(hub)] = LoopMonitor(threshold)
-    elif threshold < monitor.threshold:
-        monitor.threshold = threshold
+    monitor.thresholds[owner] = threshold
+    monitor.threshold = min(monitor.thresholds.values())
     return monitor
+
+
+def release(owner: Any) -> None:
+    """``owner`` no longer needs the watch (its threshold stops counting)."""
+    monitor = current()
+    if monitor is not None:
+        monitor.thresholds.pop(owner, None)
 
 
 def current() -> Any:

@@ -15,6 +15,7 @@ from . import http, loop_monitor, transports
 from .dispatch import WorkerPool
 from .packet import Frame, message_frame
 from .session import REASON_FORCED_CLOSE, REASON_SHUTDOWN, Session, State
+from .session_v3 import SessionV3
 from .websocket import CLOSE_POLICY_VIOLATION, WebSocket
 
 logger = logging.getLogger("geventsio.engine")
@@ -87,6 +88,9 @@ class Server:
     ``body_timeout`` (to deliver a POST body), ``close_flush_timeout`` (for a
     closing session's last writes). ``loop_block_warning``: log the handler
     that keeps the event loop from turning for this long (None: don't watch).
+
+    ``allow_eio3`` also accepts Engine.IO v3 clients (socket.io-client 2.x) on
+    the same endpoint; their sessions are ``session_v3.SessionV3``.
     """
 
     def __init__(
@@ -107,6 +111,7 @@ class Server:
         close_flush_timeout: float = 5,
         body_timeout: float = 30,
         loop_block_warning: float | None = 1.0,
+        allow_eio3: bool = False,
         listener: Listener | None = None,
     ):
         unknown = set(transports) - set(TRANSPORTS)
@@ -125,10 +130,11 @@ class Server:
         self.max_inbox = max_inbox
         self.close_flush_timeout = close_flush_timeout
         self.body_timeout = body_timeout
+        self.allow_eio3 = allow_eio3
         self.sessions: dict[str, Session] = {}
         self.accepting = True  # False once shutdown() began: handshakes are refused
         if loop_block_warning:
-            loop_monitor.ensure_started(loop_block_warning)
+            loop_monitor.ensure_started(self, loop_block_warning)
         _live_servers.add(self)
         self.workers = WorkerPool()
         self.listener: Listener = listener if listener is not None else HandlerListener()
@@ -183,6 +189,7 @@ class Server:
         handler still running) are cut and their greenlets killed.
         """
         self.accepting = False
+        loop_monitor.release(self)
         sessions = list(self.sessions.values())
         for session in sessions:
             session.close(REASON_SHUTDOWN)
@@ -223,7 +230,7 @@ class Server:
         transport = query.get("transport")
         if transport not in self.transports:
             return refuse(http.UNKNOWN_TRANSPORT)
-        if query.get("EIO") != "4":
+        if query.get("EIO") != "4" and not (query.get("EIO") == "3" and self.allow_eio3):
             return refuse(http.UNSUPPORTED_PROTOCOL_VERSION)
         if (transport == "websocket") != (ws is not None):
             return refuse(http.BAD_REQUEST)
@@ -251,7 +258,7 @@ class Server:
         if ws is not None:
             if not self.allow_upgrades:
                 return refuse(http.BAD_REQUEST)
-            transports.websocket_upgrade(self, session, ws)
+            transports.websocket_upgrade(self, session, ws, request.query)
             return []
         if session.state is State.WEBSOCKET:
             return refuse(http.BAD_REQUEST)
@@ -263,9 +270,12 @@ class Server:
 
     # -- sessions -------------------------------------------------------
 
-    def _open_session(self, environ: dict, state: State) -> Session | None:
+    def _open_session(self, environ: dict, state: State, query: dict) -> Session | None:
         sid = secrets.token_urlsafe(15)
-        session = Session(self, sid, environ, state)
+        if query.get("EIO") == "3":
+            session: Session = SessionV3(self, sid, environ, state, binary=not query.get("b64"))
+        else:
+            session = Session(self, sid, environ, state)
         self.sessions[sid] = session
         try:
             self.listener.on_connect(session)
@@ -276,20 +286,19 @@ class Server:
         return session
 
     def _open_frame(self, session: Session, upgrades: list[str]) -> str:
-        return "0" + json.dumps(
-            {
-                "sid": session.sid,
-                "upgrades": upgrades,
-                "pingInterval": int(self.ping_interval * 1000),
-                "pingTimeout": int(self.ping_timeout * 1000),
-                "maxPayload": self.max_http_buffer_size,
-            },
-            separators=(",", ":"),
-        )
+        handshake = {
+            "sid": session.sid,
+            "upgrades": upgrades,
+            "pingInterval": int(self.ping_interval * 1000),
+            "pingTimeout": int(self.ping_timeout * 1000),
+        }
+        if session.protocol != 3:  # v3 has no maxPayload
+            handshake["maxPayload"] = self.max_http_buffer_size
+        return "0" + json.dumps(handshake, separators=(",", ":"))
 
     def _polling_handshake(self, request: http.Request, start_response: Callable[..., Any],
                            cors: http.Headers) -> Iterable[bytes]:
-        session = self._open_session(request.environ, State.POLLING)
+        session = self._open_session(request.environ, State.POLLING, request.query)
         if session is None:
             return http.error(start_response, request, http.FORBIDDEN, cors, 403)
         can_upgrade = self.allow_upgrades and "websocket" in self.transports
@@ -297,8 +306,8 @@ class Server:
         headers = list(cors)
         if self.cookie:
             headers.append(("Set-Cookie", _cookie_header(self.cookie, session.sid)))
-        body = self._open_frame(session, upgrades).encode()
-        return http.respond(start_response, request, 200, body, headers)
+        body, content_type = session.encode_polling([self._open_frame(session, upgrades)])
+        return http.respond(start_response, request, 200, body, headers, content_type)
 
     def _forget(self, session: Session) -> None:
         if self.sessions.get(session.sid) is session:

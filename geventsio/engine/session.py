@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import gevent
 from gevent.event import Event
 
-from .packet import CLOSE_FRAME, NOOP_FRAME, PING_FRAME, Frame, Packet, PacketType, decode_packet
+from .packet import (CLOSE_FRAME, NOOP_FRAME, PING_FRAME, Frame, Packet, PacketType, decode_packet,
+                     decode_payload, encode_payload)
 from ..exceptions import ProtocolError
 
 from . import loop_monitor
@@ -32,6 +33,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .websocket import WebSocket
 
 logger = logging.getLogger("geventsio.engine")
+
+TEXT_CONTENT_TYPE = "text/plain; charset=UTF-8"
 
 
 class State(enum.Enum):
@@ -55,6 +58,8 @@ REASON_SHUTDOWN = "server shutting down"
 
 class Session:
     """An Engine.IO session. Create it through ``Server``; every method is greenlet-safe."""
+
+    protocol = 4  # the Engine.IO revision; v3 sessions are ``session_v3.SessionV3``
 
     def __init__(self, server: "Server", sid: str, environ: dict, state: State):
         self.server = server
@@ -163,7 +168,15 @@ class Session:
             self._ready.clear()
             self._ready.wait()
 
+    def encode_polling(self, frames: list[Frame]) -> tuple[bytes, str]:
+        """A polling response body (and its content type) carrying ``frames``."""
+        return encode_payload(frames).encode("utf-8", "replace"), TEXT_CONTENT_TYPE
+
     # -- incoming -------------------------------------------------------
+
+    def decode_polling(self, body: bytes, content_type: str | None) -> list[Packet]:
+        """The packets of a polling request body (raises ``UnicodeDecodeError``, ``ProtocolError``)."""
+        return decode_payload(body.decode("utf-8"))
 
     def receive_frame(self, frame: Frame) -> None:
         """Handle one WebSocket frame; messages skip the packet object (the hot path)."""
@@ -313,8 +326,11 @@ class Session:
         if self.state is State.UPGRADING:
             self._set_state(State.POLLING)
 
-    def attach_websocket(self, ws: "WebSocket") -> None:
-        """Make ``ws`` the transport; what polling had queued goes out first."""
+    def attach_websocket(self, ws: "WebSocket", query: dict | None = None) -> None:
+        """Make ``ws`` the transport; what polling had queued goes out first.
+
+        ``query`` is the WebSocket request's (a v3 session reads ``b64`` there).
+        """
         self.websocket = ws
         self._set_state(State.WEBSOCKET)
         self._schedule_flush()

@@ -20,8 +20,6 @@ from .packet import (
     PROBE_PONG,
     PacketType,
     decode_packet,
-    decode_payload,
-    encode_payload,
 )
 from .session import (
     REASON_PARSE_ERROR,
@@ -97,7 +95,8 @@ def polling_get(server: "Server", session: Session, request: http.Request, start
         session.close(REASON_TRANSPORT_ERROR)
         return http.error(start_response, request, http.BAD_REQUEST, headers)
     if session.state is State.UPGRADING:
-        return http.respond(start_response, request, 200, NOOP_FRAME.encode(), headers)
+        body, content_type = session.encode_polling([NOOP_FRAME])
+        return http.respond(start_response, request, 200, body, headers, content_type)
     session.polling_get_active = True
     watch = None
     try:
@@ -125,8 +124,8 @@ def polling_get(server: "Server", session: Session, request: http.Request, start
             watch.stop()
         if session.closed:
             server._forget(session)
-    body = encode_payload(frames).encode("utf-8", "replace") if frames else NOOP_FRAME.encode()
-    return http.respond(start_response, request, 200, body, headers)
+    body, content_type = session.encode_polling(frames or [NOOP_FRAME])
+    return http.respond(start_response, request, 200, body, headers, content_type)
 
 
 def polling_post(server: "Server", session: Session, request: http.Request, start_response: Any,
@@ -158,7 +157,7 @@ def polling_post(server: "Server", session: Session, request: http.Request, star
             session.close(REASON_TRANSPORT_ERROR)
             return http.error(start_response, request, http.BAD_REQUEST, headers)
         try:
-            packets = decode_payload(body.decode("utf-8"))
+            packets = session.decode_polling(body, request.environ.get("CONTENT_TYPE"))
             for packet in packets:
                 session.receive(packet)
         except (ProtocolError, UnicodeDecodeError) as exc:
@@ -206,7 +205,7 @@ def _read_loop(session: Session, ws: WebSocket) -> None:
 
 def websocket_open(server: "Server", ws: WebSocket, request: http.Request) -> None:
     """A session that starts on WebSocket: send the open packet, then read."""
-    session = server._open_session(request.environ, State.WEBSOCKET)
+    session = server._open_session(request.environ, State.WEBSOCKET, request.query)
     if session is None:
         ws.close(CLOSE_POLICY_VIOLATION, "refused")
         return
@@ -219,7 +218,7 @@ def websocket_open(server: "Server", ws: WebSocket, request: http.Request) -> No
     _read_loop(session, ws)
 
 
-def websocket_upgrade(server: "Server", session: Session, ws: WebSocket) -> None:
+def websocket_upgrade(server: "Server", session: Session, ws: WebSocket, query: dict | None = None) -> None:
     """Move a polling session onto ``ws``: probe, upgrade, then read."""
     if session.state is not State.POLLING:
         logger.info("session %s: refused a second WebSocket", session.sid)
@@ -248,5 +247,5 @@ def websocket_upgrade(server: "Server", session: Session, ws: WebSocket) -> None
         session.cancel_upgrade()
         ws.close()
         return
-    session.attach_websocket(ws)
+    session.attach_websocket(ws, query)
     _read_loop(session, ws)
