@@ -8,6 +8,7 @@ import secrets
 from typing import Any, Callable, Iterable, Protocol
 
 from . import http, transports
+from ..metrics import Counters, engine_stats
 from .dispatch import WorkerPool
 from .packet import Frame, message_frame
 from .session import REASON_FORCED_CLOSE, Session, State
@@ -111,6 +112,7 @@ class Server:
         self.close_flush_timeout = close_flush_timeout
         self.body_timeout = body_timeout
         self.sessions: dict[str, Session] = {}
+        self.counters = Counters()  # bumped on the data path; read through stats()
         self.workers = WorkerPool()
         self.listener: Listener = listener if listener is not None else HandlerListener()
 
@@ -154,6 +156,13 @@ class Server:
             return None
         return "websocket" if session.state is State.WEBSOCKET else "polling"
 
+    def stats(self) -> dict[str, Any]:
+        """Counters of this server since it started, and its sessions by transport now.
+
+        See ``geventsio.Server.stats`` for the keys (the Engine.IO ones).
+        """
+        return engine_stats(self)
+
     def shutdown(self) -> None:
         """Close every session and stop their greenlets."""
         for session in list(self.sessions.values()):
@@ -164,7 +173,7 @@ class Server:
     def handle_request(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
         """The WSGI application for the Engine.IO endpoint."""
         request = http.Request(environ)
-        ws = WebSocket.from_environ(environ, self.max_http_buffer_size)
+        ws = WebSocket.from_environ(environ, self.max_http_buffer_size, self.counters)
         try:
             return self._route(request, ws, start_response)
         finally:
@@ -230,6 +239,7 @@ class Server:
         sid = secrets.token_urlsafe(15)
         session = Session(self, sid, environ, state)
         self.sessions[sid] = session
+        self.counters.handshakes += 1
         try:
             self.listener.on_connect(session)
         except Exception:
@@ -239,7 +249,7 @@ class Server:
         return session
 
     def _open_frame(self, session: Session, upgrades: list[str]) -> str:
-        return "0" + json.dumps(
+        frame = "0" + json.dumps(
             {
                 "sid": session.sid,
                 "upgrades": upgrades,
@@ -249,6 +259,8 @@ class Server:
             },
             separators=(",", ":"),
         )
+        self.counters.packets_out += 1
+        return frame
 
     def _polling_handshake(self, request: http.Request, start_response: Callable[..., Any],
                            cors: http.Headers) -> Iterable[bytes]:
@@ -261,6 +273,7 @@ class Server:
         if self.cookie:
             headers.append(("Set-Cookie", _cookie_header(self.cookie, session.sid)))
         body = self._open_frame(session, upgrades).encode()
+        self.counters.bytes_out += len(body)
         return http.respond(start_response, request, 200, body, headers)
 
     def _forget(self, session: Session) -> None:
