@@ -284,9 +284,10 @@ class Server(RoomsMixin, HandlerDecorators):
         disconnect). Returns an object whose ``stop()`` undoes it all.
         """
         from .admin import AdminInstrumentation
-        return AdminInstrumentation(self, auth=auth, mode=mode, read_only=read_only,
-                                    server_id=server_id, namespace=namespace,
-                                    server_stats_interval=server_stats_interval)
+        self._instrumentation = AdminInstrumentation(
+            self, auth=auth, mode=mode, read_only=read_only, server_id=server_id, namespace=namespace,
+            server_stats_interval=server_stats_interval)
+        return self._instrumentation
 
     def handle_request(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
         """The WSGI application of the Socket.IO endpoint (mount it with ``WSGIApp``)."""
@@ -300,6 +301,9 @@ class Server(RoomsMixin, HandlerDecorators):
 
     def shutdown(self) -> None:
         """Disconnect every client, stop their greenlets and leave the cluster."""
+        instrumentation = getattr(self, "_instrumentation", None)
+        if instrumentation is not None:
+            instrumentation.stop()
         self.eio.shutdown()
         for adapter in list(self.adapters.values()):
             adapter.close()

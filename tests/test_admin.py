@@ -174,6 +174,10 @@ def test_instrument_checks_its_options() -> None:
     assert len(sio.observers) == 1
     admin.stop()
     assert sio.observers == [] and "/admin" not in sio.table.handlers
+    admin = sio.instrument(auth=False, mode="production")
+    sio.shutdown()  # stops the statistics reports too
+    admin._ticker.join(1)
+    assert admin._ticker.dead
 
 
 # -- the real Admin UI web app in headless Chromium ------------------------------------------
