@@ -114,6 +114,7 @@ def test_development_mode_reports_everything_and_actions_act(served) -> None:
     assert {"packetsIn", "packetsOut", "bytesIn", "bytesOut"} & kinds
     assert later["clientsCount"] >= 2
     assert report["unknownNamespaceAck"] == {"error": "unknown namespace '/nowhere'"}
+    assert report["badRoomAck"] == {"error": "the room must be a string"}
 
     assert report.get("disconnectAck") is None
     assert report["clientDisconnect"][0] == "io server disconnect"

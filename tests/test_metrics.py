@@ -190,3 +190,14 @@ def test_prometheus_page(serve_app, make_client) -> None:
 def test_metrics_page_is_off_by_default(serve_app) -> None:
     rs = serve(serve_app, geventsio.Server())
     assert _request(rs.port, "GET", "/metrics")[0] == 404
+
+
+def test_engine_only_server_has_a_metrics_page_too(serve_app) -> None:
+    eio = geventsio.engine.Server()
+    rs = serve_app(eio, path="engine.io", metrics_path="/metrics")
+    status, _, body = _request(rs.port, "GET", rs.endpoint())
+    assert status == 200
+    assert eio.stats()["handshakes"] == 1 and eio.stats()["bytes_out"] == len(body)
+    text = _request(rs.port, "GET", "/metrics")[2].decode()
+    assert 'geventsio_engineio_sessions{transport="polling"} 1' in text.splitlines()
+    assert "socketio" not in text

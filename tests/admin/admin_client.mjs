@@ -141,6 +141,7 @@ async function development() {
     (e) => e.event === "server_stats" && e.args[0].aggregatedEvents.length > 0
       && e.args[0].namespaces.some((n) => n.name === "/" && n.socketsCount === 1))).args[0];
   report.unknownNamespaceAck = await ackOf(admin, "join", "/nowhere", "r", id);
+  report.badRoomAck = await ackOf(admin, "join", "/", 42, id);
 
   const gone = once(client, "disconnect");
   report.disconnectAck = await ackOf(admin, "_disconnect", "/", false, id);
