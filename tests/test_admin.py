@@ -5,8 +5,8 @@ speaks (socket.io-client on ``/admin``) to a geventsio server served by this
 test process, while an ordinary client on ``/`` is watched and acted upon.
 The last test opens the web app itself (``ui/dist`` of the npm package
 ``@socket.io/admin-ui``) in headless Chromium, logs in, waits until the
-sockets page lists the connected clients, and saves a screenshot (to pytest's
-tmp_path, or $GEVENTSIO_BROWSER_OUTPUT).
+sockets page lists the connected clients, joins one to a room from its page,
+and saves screenshots (to pytest's tmp_path, or $GEVENTSIO_BROWSER_OUTPUT).
 """
 
 from __future__ import annotations

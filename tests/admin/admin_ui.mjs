@@ -6,7 +6,8 @@
 // Two socket.io-client clients connect to SERVER_URL first. The page then
 // logs in through its connection form, and must show the server on its
 // Servers page, the dashboard's histograms, both clients on its Sockets page,
-// and on its Events page an event a client emits after the login.
+// join a client to a room from that socket's page (the server must have done
+// it), and show on its Events page an event a client emits after the login.
 // stdout, one line each: "LOG <text>", "SCREENSHOT <path>", then "DONE"
 // (exit 0) or "FAIL <reason>" (exit 1, with a screenshot of the page as it was).
 
@@ -98,6 +99,17 @@ async function main() {
   }
   log("the Sockets page lists both clients");
   await shoot("admin-ui-sockets.png");
+
+  // An action from the web app: the socket's page joins alice to a room.
+  await page.goto(`${uiUrl}#/n/${encodeURIComponent("/")}/sockets/${alice.id}`, { timeout: STEP_MS });
+  const roomBox = page.getByLabel("Join a room");
+  await roomBox.fill("vip");
+  await page.locator("form").filter({ has: roomBox }).locator('button[type="submit"]').click();
+  await page.getByRole("cell", { name: "vip", exact: true }).waitFor({ timeout: STEP_MS });
+  const rooms = await alice.timeout(STEP_MS).emitWithAck("rooms");
+  if (!rooms.includes("vip")) throw new Error(`alice's rooms after the UI's join: ${JSON.stringify(rooms)}`);
+  log("the socket's page joined alice to the room vip");
+  await shoot("admin-ui-socket.png");
 
   await page.goto(uiUrl + "#/events/", { timeout: STEP_MS });
   await page.getByText("hello").first().waitFor({ timeout: STEP_MS });
