@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import gevent
 
+from .adapter import InMemoryManager
 from .exceptions import ConnectionRefusedError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -118,7 +119,10 @@ class AdminInstrumentation:
         self.namespace = namespace
         self.development = mode == "development"
         self.read_only = read_only
-        self.server_id = server_id or socket_module.gethostname()
+        # Servers of a cluster may share a host: the UI tells them apart by this id.
+        clustered = not isinstance(sio.client_manager, InMemoryManager)
+        self.server_id = server_id or (f"{socket_module.gethostname()}#{os.getpid()}" if clustered
+                                       else socket_module.gethostname())
         self.interval = server_stats_interval
         features = [] if read_only else list(ACTIONS)
         features.append("AGGREGATED_EVENTS")

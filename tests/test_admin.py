@@ -12,6 +12,7 @@ and saves screenshots (to pytest's tmp_path, or $GEVENTSIO_BROWSER_OUTPUT).
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -212,3 +213,19 @@ def test_admin_ui_in_chromium_shows_the_connected_sockets(serve_app, tmp_path: P
     shots = [line.split(" ", 1)[1] for line in lines if line.startswith("SCREENSHOT ")]
     assert shots and all(Path(p).stat().st_size > 10_000 for p in shots), shots
     print(f"[test] Admin UI screenshots: {' '.join(shots)}", flush=True)
+
+
+def test_servers_of_a_cluster_get_distinct_ids() -> None:
+    from redis_support import REDIS_URL, require_redis, unique_key
+
+    require_redis()
+    sio = geventsio.Server(client_manager=geventsio.RedisManager(REDIS_URL, key=unique_key()))
+    try:
+        admin = sio.instrument(auth=False, mode="production")
+        assert admin.server_id.endswith(f"#{os.getpid()}")
+    finally:
+        sio.shutdown()
+    alone = geventsio.Server()
+    admin = alone.instrument(auth=False, mode="production")
+    assert admin.server_id == socket.gethostname()
+    admin.stop()
