@@ -78,6 +78,9 @@ class Adapter:
         self.sids: dict[str, set[str]] = {}
         self.auth: dict[str, Any] = {}
         self.issued: dict[str, float] = {}
+        # The server's instrumentation (shared list): told of every room joined and left.
+        observers = getattr(server, "observers", None)
+        self.observers: list[Any] = observers if observers is not None else []
 
     # -- local state ------------------------------------------------------
 
@@ -96,7 +99,11 @@ class Adapter:
 
     def add(self, sid: str, room: str) -> None:
         self.rooms.setdefault(room, set()).add(sid)
-        self.sids.setdefault(sid, set()).add(room)
+        joined = self.sids.setdefault(sid, set())
+        if self.observers and room not in joined:
+            for observer in self.observers:
+                observer.room_joined(self.namespace, room, sid)
+        joined.add(room)
 
     def discard(self, sid: str, room: str) -> None:
         members = self.rooms.get(room)
@@ -106,6 +113,8 @@ class Adapter:
                 del self.rooms[room]
         joined = self.sids.get(sid)
         if joined is not None:
+            if self.observers and room in joined:
+                self._tell_left(room, sid)
             joined.discard(room)
 
     def discard_all(self, sid: str) -> None:
@@ -115,12 +124,20 @@ class Adapter:
                 members.discard(sid)
                 if not members:
                     del self.rooms[room]
+            if self.observers:
+                self._tell_left(room, sid)
 
     def close_room(self, room: str) -> None:
         for sid in self.rooms.pop(room, ()):
             joined = self.sids.get(sid)
             if joined is not None:
                 joined.discard(room)
+                if self.observers:
+                    self._tell_left(room, sid)
+
+    def _tell_left(self, room: str, sid: str) -> None:
+        for observer in self.observers:
+            observer.room_left(self.namespace, room, sid)
 
     def rooms_of(self, sid: str) -> set[str]:
         return set(self.sids.get(sid, ()))

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Iterator
 import gevent
 from gevent.event import AsyncResult
 
-from . import engine, recovery
+from . import engine, metrics, recovery
 from .adapter import Adapter, InMemoryManager
 from .broadcast import as_rooms
 from .compat import ack_value, args_of, setup_logger
@@ -133,6 +133,9 @@ class Server(RoomsMixin, HandlerDecorators):
         self.server_side_handlers: dict[tuple[str, str], Callable[..., Any]] = {}
         self.connections: dict[str, Connection] = {}
         self.sockets: dict[str, Socket] = {}
+        # Instrumentation (geventsio.admin) watching sockets, rooms and events; empty unless
+        # instrument() ran, so the data path pays one falsy check.
+        self.observers: list[Any] = []
         self._ack_ids = itertools.count()
         self._adapter("/")  # the main namespace is a member of the cluster from the start
 
@@ -186,7 +189,10 @@ class Server(RoomsMixin, HandlerDecorators):
         result: AsyncResult = AsyncResult()
         ack_id = next(self._ack_ids)
         socket.expect_ack(ack_id, lambda *a: result.set(a), timeout, direct=True)
-        socket.send_packet(Packet(PacketType.EVENT, socket.namespace, [event, *args_of(data)], ack_id))
+        packet = Packet(PacketType.EVENT, socket.namespace, [event, *args_of(data)], ack_id)
+        for observer in self.observers:
+            observer.event_sent(socket, packet.data)
+        socket.send_packet(packet)
         session = socket.connection.session
         session.awaiting_ack(True)
         try:
@@ -203,6 +209,9 @@ class Server(RoomsMixin, HandlerDecorators):
         adapter = self.adapters.get(nsp)
         if adapter is None:
             return 0
+        if self.observers:
+            for observer in self.observers:
+                observer.events_sent(adapter, rooms, except_rooms, data)
         if callback is None:
             if adapter.recovery is None or volatile:  # a volatile packet is not worth replaying
                 frames = to_frames(Packet(PacketType.EVENT, nsp, data))
@@ -275,6 +284,41 @@ class Server(RoomsMixin, HandlerDecorators):
 
     # -- runtime --------------------------------------------------------
 
+    def stats(self) -> dict[str, Any]:
+        """Counters since the server started, and its clients now, as a plain dict.
+
+        Keys: ``clients_by_namespace``, ``sessions`` and ``sessions_by_transport``
+        (Engine.IO sessions open now), ``handshakes``, ``packets_in`` /
+        ``packets_out`` and ``bytes_in`` / ``bytes_out`` (Engine.IO packets and
+        the bytes of WebSocket messages and polling bodies carrying them),
+        ``queued_bytes_high_water`` (the most unsent data one session had
+        queued), ``closes_by_reason`` (Engine.IO sessions),
+        ``connects_by_namespace``, ``connect_refusals_by_namespace``,
+        ``disconnects_by_reason`` (as disconnect handlers get it),
+        ``ack_timeouts``, ``uptime`` (seconds). ``WSGIApp(...,
+        metrics_path="/metrics")`` serves the same in Prometheus' text format.
+        """
+        return metrics.server_stats(self)
+
+    def instrument(self, auth: Any = None, mode: str = "development", read_only: bool = False,
+                   server_id: str | None = None, namespace: str = "/admin",
+                   server_stats_interval: float = 2) -> Any:
+        """Serve the Socket.IO Admin UI (``@socket.io/admin-ui``) on ``namespace``.
+
+        ``auth``: ``{"username": ..., "password": ...}`` (the password plain, or
+        a bcrypt hash if the ``bcrypt`` package is installed), a list of such
+        dicts, a callable ``f(auth_dict) -> bool``, or ``False`` for no
+        authentication. ``mode="production"`` reports only server statistics;
+        ``"development"`` also every socket, room change and event.
+        ``read_only`` refuses the UI's actions (emit, join, leave,
+        disconnect). Returns an object whose ``stop()`` undoes it all.
+        """
+        from .admin import AdminInstrumentation
+        self._instrumentation = AdminInstrumentation(
+            self, auth=auth, mode=mode, read_only=read_only, server_id=server_id, namespace=namespace,
+            server_stats_interval=server_stats_interval)
+        return self._instrumentation
+
     def handle_request(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
         """The WSGI application of the Socket.IO endpoint (mount it with ``WSGIApp``)."""
         return self.eio.handle_request(environ, start_response)
@@ -294,6 +338,9 @@ class Server(RoomsMixin, HandlerDecorators):
         reason ``"server shutting down"``. Returns when all of that is done, or
         after ``timeout`` seconds, when whatever is left is stopped.
         """
+        instrumentation = getattr(self, "_instrumentation", None)
+        if instrumentation is not None:
+            instrumentation.stop()
         self.eio.shutdown(timeout)
         for adapter in list(self.adapters.values()):
             adapter.close()
@@ -414,6 +461,7 @@ class Server(RoomsMixin, HandlerDecorators):
             self.disconnect(socket.sid, nsp)
             return
         if refusal is not None:
+            self.eio.counters.count(self.eio.counters.connect_refusals, nsp)
             self._detach(socket)
             self._remove_from_adapter(socket)
             self.sockets.pop(socket.sid, None)
@@ -422,11 +470,17 @@ class Server(RoomsMixin, HandlerDecorators):
         if not socket.connected:
             session.send_frames(conn.connect_frames(nsp, socket))
             socket.mark_connected()
+        self.eio.counters.count(self.eio.counters.connects, nsp)
+        for observer in self.observers:
+            observer.socket_connected(socket)
 
     def _handle_event(self, conn: Connection, packet: Packet) -> None:
         socket = conn.sockets.get(packet.namespace)
         if socket is None:
             return
+        if self.observers:
+            for observer in self.observers:
+                observer.event_received(socket, packet.data)
         event, *args = packet.data
         result = self.table.trigger(event, packet.namespace, (socket.sid, *args))
         if packet.id is not None and result is not NOT_HANDLED:
@@ -453,12 +507,15 @@ class Server(RoomsMixin, HandlerDecorators):
         except Exception:
             logger.exception("disconnect handler of %r failed", socket.namespace)
         finally:
+            self.eio.counters.count(self.eio.counters.disconnects, reason)
             if keep is not None:
                 keep()  # before it leaves the adapter: no restore can come in between
             self._remove_from_adapter(socket)
             if self.sockets.get(socket.sid) is socket:
                 del self.sockets[socket.sid]
             socket.drop_acks()
+            for observer in self.observers:
+                observer.socket_disconnected(socket, reason)
 
     def _remove_from_adapter(self, socket: Socket) -> None:
         nsp = socket.namespace

@@ -55,6 +55,7 @@ class PendingAck:
 
     def _expire(self) -> None:
         if self.socket.acks.pop(self.id, None) is self:
+            self.socket.connection.session.server.counters.ack_timeouts += 1
             self._run(TimeoutError("no acknowledgement within the time limit"))
 
     def resolve(self, args: list) -> None:

@@ -28,6 +28,8 @@ class WSGIApp:
     ``static_files`` is python-socketio's mapping of URL paths to files or
     folders: ``{"/": "index.html", "/static": "./public",
     "/logo": {"filename": "logo.svg", "content_type": "image/svg+xml"}}``.
+    ``metrics_path`` (off by default), for example ``"/metrics"``, serves
+    ``server.stats()`` there in Prometheus' text format 0.0.4.
     """
 
     def __init__(
@@ -36,8 +38,10 @@ class WSGIApp:
         wsgi_app: WSGIAppType | None = None,
         static_files: dict[str, StaticTarget] | None = None,
         socketio_path: str = "socket.io",
+        metrics_path: str | None = None,
     ):
         self.server = server
+        self.metrics_path = metrics_path
         self.wsgi_app = wsgi_app
         self.static_files = dict(static_files or {})
         # Longest URL prefix first, so "/static/img" wins over "/static".
@@ -50,6 +54,8 @@ class WSGIApp:
         path = environ.get("PATH_INFO", "")
         if path.startswith(self._prefix) or path == self._exact:
             return self.server.handle_request(environ, start_response)
+        if path == self.metrics_path:
+            return _send_metrics(self.server, start_response)
         if self.static_files:
             found = self._static_file(path)
             if found is not None:
@@ -88,6 +94,15 @@ def _send_file(filename: str, content_type: str | None,
         return [b"Not Found"]
     ctype = content_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
     start_response("200 OK", [("Content-Type", ctype), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def _send_metrics(server: Any, start_response: Callable[..., Any]) -> Iterable[bytes]:
+    from . import metrics  # only for apps that serve metrics
+
+    body = metrics.prometheus_text(metrics.stats_of(server)).encode("utf-8")
+    start_response("200 OK", [("Content-Type", metrics.PROMETHEUS_CONTENT_TYPE),
+                              ("Content-Length", str(len(body)))])
     return [body]
 
 

@@ -28,6 +28,7 @@ from client_support import (  # noqa: E402
 )
 
 pytest_plugins = ["client_support"]  # its fixtures: make_client, restartable
+from client_support import make_client  # noqa: E402,F401  (a module fixture: another plugin defines one too)
 
 NESTED = {"label": "blob ✓", "raw": bytes(range(256)), "list": [b"", 7, None, {"deep": b"\x00" * 3000}]}
 

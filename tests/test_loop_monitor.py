@@ -13,6 +13,7 @@ import geventsio
 from sio_support import TIMEOUT, connect_client, serve
 
 pytest_plugins = ["sio_support"]
+from sio_support import make_client  # noqa: E402,F401  (a module fixture: another plugin defines one too)
 
 blocking_sleep = get_original("time", "sleep")  # holds the whole event loop, as a blocking driver would
 

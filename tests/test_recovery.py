@@ -28,6 +28,7 @@ pytest.register_assert_rewrite("client_support")  # before its import below
 from client_support import WAIT, FreezingProxy, Log  # noqa: E402
 
 pytest_plugins = ["client_support"]  # its fixture make_client
+from client_support import make_client  # noqa: E402,F401  (a module fixture: another plugin defines one too)
 
 
 class App:

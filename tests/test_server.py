@@ -21,6 +21,7 @@ pytest.register_assert_rewrite("sio_support")  # before its import below
 from sio_support import TIMEOUT, Inbox, connect_client, disconnect_flushed, serve  # noqa: E402
 
 pytest_plugins = ["sio_support"]  # its fixtures: make_client, transports, raw_client
+from sio_support import make_client  # noqa: E402,F401  (a module fixture: another plugin defines one too)
 
 # -- connecting ----------------------------------------------------------------
 

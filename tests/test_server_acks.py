@@ -20,6 +20,7 @@ pytest.register_assert_rewrite("sio_support")  # before its import below
 from sio_support import TIMEOUT, Inbox, connect_client, serve  # noqa: E402
 
 pytest_plugins = ["sio_support"]  # its fixtures: make_client, transports, raw_client
+from sio_support import make_client  # noqa: E402,F401  (a module fixture: another plugin defines one too)
 
 SHORT = 0.3  # the time limit of the deliberate timeout tests
 

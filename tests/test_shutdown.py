@@ -20,6 +20,7 @@ from client_support import Log
 from sio_support import TIMEOUT, TRANSPORT_IDS, TRANSPORTS, Inbox, connect_client, serve
 
 pytest_plugins = ["sio_support"]
+from sio_support import make_client  # noqa: E402,F401  (a module fixture: another plugin defines one too)
 
 
 @pytest.mark.parametrize("transports", TRANSPORTS[:2], ids=TRANSPORT_IDS[:2])

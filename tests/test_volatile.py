@@ -12,6 +12,7 @@ import geventsio
 from sio_support import TIMEOUT, Inbox, connect_client, serve
 
 pytest_plugins = ["sio_support"]
+from sio_support import make_client  # noqa: E402,F401  (a module fixture: another plugin defines one too)
 
 BLOB = b"x" * (1 << 20)
 

@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable, Protocol
 import gevent
 
 from . import http, loop_monitor, transports
+from ..metrics import Counters, engine_stats
 from .dispatch import WorkerPool
 from .packet import Frame, message_frame
 from .session import REASON_FORCED_CLOSE, REASON_SHUTDOWN, Session, State
@@ -132,6 +133,7 @@ class Server:
         self.body_timeout = body_timeout
         self.allow_eio3 = allow_eio3
         self.sessions: dict[str, Session] = {}
+        self.counters = Counters()  # bumped on the data path; read through stats()
         self.accepting = True  # False once shutdown() began: handshakes are refused
         if loop_block_warning:
             loop_monitor.ensure_started(self, loop_block_warning)
@@ -179,6 +181,13 @@ class Server:
             return None
         return "websocket" if session.state is State.WEBSOCKET else "polling"
 
+    def stats(self) -> dict[str, Any]:
+        """Counters of this server since it started, and its sessions by transport now.
+
+        See ``geventsio.Server.stats`` for the keys (the Engine.IO ones).
+        """
+        return engine_stats(self)
+
     def shutdown(self, timeout: float = 5) -> None:
         """Close every session gracefully; return when they are done or ``timeout`` passed.
 
@@ -204,7 +213,7 @@ class Server:
     def handle_request(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
         """The WSGI application for the Engine.IO endpoint."""
         request = http.Request(environ)
-        ws = WebSocket.from_environ(environ, self.max_http_buffer_size)
+        ws = WebSocket.from_environ(environ, self.max_http_buffer_size, self.counters)
         try:
             return self._route(request, ws, start_response)
         finally:
@@ -277,6 +286,7 @@ class Server:
         else:
             session = Session(self, sid, environ, state)
         self.sessions[sid] = session
+        self.counters.handshakes += 1
         try:
             self.listener.on_connect(session)
         except Exception:
@@ -294,6 +304,7 @@ class Server:
         }
         if session.protocol != 3:  # v3 has no maxPayload
             handshake["maxPayload"] = self.max_http_buffer_size
+        self.counters.packets_out += 1
         return "0" + json.dumps(handshake, separators=(",", ":"))
 
     def _polling_handshake(self, request: http.Request, start_response: Callable[..., Any],
@@ -307,6 +318,7 @@ class Server:
         if self.cookie:
             headers.append(("Set-Cookie", _cookie_header(self.cookie, session.sid)))
         body, content_type = session.encode_polling([self._open_frame(session, upgrades)])
+        self.counters.bytes_out += len(body)
         return http.respond(start_response, request, 200, body, headers, content_type)
 
     def _forget(self, session: Session) -> None:

@@ -120,6 +120,7 @@ class Session:
         # Text frames count their characters: cheap, and within 4x of their bytes.
         self._queued_bytes += sum(map(len, frames))
         if self._queued_bytes + len(self._pending) > self.server.max_queued_bytes:
+            self.server.counters.note_queue(self._queued_bytes + len(self._pending))
             logger.warning(
                 "session %s: %d bytes queued for a client that is not reading; closing it "
                 "(limit max_queued_bytes=%d)", self.sid, self._queued_bytes,
@@ -151,6 +152,12 @@ class Session:
         """Take every queued frame, in order."""
         frames = self._frames
         self._frames = []
+        # The queue only grows between drains: its size now is its peak since the last one.
+        counters = self.server.counters
+        counters.packets_out += len(frames)
+        queued = self._queued_bytes + len(self._pending)
+        if queued > counters.queued_bytes_peak:
+            counters.queued_bytes_peak = queued
         self._queued_bytes = 0
         return frames
 
@@ -351,7 +358,9 @@ class Session:
         ws = self.websocket
         if self._writer is not None or ws is None:
             return
-        data = self._pending + encode_frames(self.drain())
+        fresh = encode_frames(self.drain())
+        self.server.counters.bytes_out += len(fresh)
+        data = self._pending + fresh
         self._pending = b""
         try:
             written = ws.write_nowait(data) if data else 0
@@ -368,7 +377,9 @@ class Session:
         """Blocking writes for a client that does not read as fast as we send."""
         try:
             while True:
-                data = self._pending + encode_frames(self.drain())
+                fresh = encode_frames(self.drain())
+                self.server.counters.bytes_out += len(fresh)
+                data = self._pending + fresh
                 if not data:
                     break
                 self._pending = data  # still counted against max_queued_bytes
@@ -397,6 +408,7 @@ class Session:
             return
         was_polling = self.state is not State.WEBSOCKET
         self.close_reason = reason
+        self.server.counters.count(self.server.counters.engine_closes, reason)
         if reason != REASON_TRANSPORT_CLOSE:
             self._frames.append(CLOSE_FRAME)
         self._set_state(State.CLOSED)

@@ -28,7 +28,7 @@ from .session import (
     Session,
     State,
 )
-from .websocket import CLOSE_POLICY_VIOLATION, MessageTooBig, WebSocket
+from .websocket import CLOSE_POLICY_VIOLATION, MessageTooBig, WebSocket, encode_frame
 from ..exceptions import ProtocolError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -125,6 +125,7 @@ def polling_get(server: "Server", session: Session, request: http.Request, start
         if session.closed:
             server._forget(session)
     body, content_type = session.encode_polling(frames or [NOOP_FRAME])
+    server.counters.bytes_out += len(body)
     return http.respond(start_response, request, 200, body, headers, content_type)
 
 
@@ -156,8 +157,10 @@ def polling_post(server: "Server", session: Session, request: http.Request, star
         except OSError:
             session.close(REASON_TRANSPORT_ERROR)
             return http.error(start_response, request, http.BAD_REQUEST, headers)
+        server.counters.bytes_in += len(body)
         try:
             packets = session.decode_polling(body, request.environ.get("CONTENT_TYPE"))
+            server.counters.packets_in += len(packets)
             for packet in packets:
                 session.receive(packet)
         except (ProtocolError, UnicodeDecodeError) as exc:
@@ -210,7 +213,9 @@ def websocket_open(server: "Server", ws: WebSocket, request: http.Request) -> No
         ws.close(CLOSE_POLICY_VIOLATION, "refused")
         return
     try:
-        ws.send(server._open_frame(session, upgrades=[]))
+        data = encode_frame(server._open_frame(session, upgrades=[]))
+        server.counters.bytes_out += len(data)
+        ws.write_all(data)
     except OSError:
         session.close(REASON_TRANSPORT_CLOSE)
         return

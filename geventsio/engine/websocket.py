@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable
 from gevent.lock import Semaphore
 
 from ..exceptions import ProtocolError
+from ..metrics import Counters
 
 OP_CONTINUATION = 0x0
 OP_TEXT = 0x1
@@ -92,6 +93,7 @@ class WebSocket:
         max_message_size: int,
         shutdown: Callable[[], Any] | None = None,
         send_nowait: Callable[[bytes], int] | None = None,
+        counters: Counters | None = None,
     ):
         self._read = read
         self._write = write
@@ -100,9 +102,11 @@ class WebSocket:
         self._write_lock = Semaphore()
         self.max_message_size = max_message_size
         self.closed = False
+        self.counters = counters if counters is not None else Counters()
 
     @classmethod
-    def from_environ(cls, environ: dict, max_message_size: int) -> "WebSocket | None":
+    def from_environ(cls, environ: dict, max_message_size: int,
+                     counters: Counters | None = None) -> "WebSocket | None":
         """Take over the connection gevent-websocket upgraded for this request, if any."""
         ws = environ.get("wsgi.websocket")
         stream = getattr(ws, "stream", None)
@@ -124,7 +128,7 @@ class WebSocket:
         # the kernel took, or raises BlockingIOError, and never waits.
         raw = getattr(sock, "_sock", None)
         return cls(stream.read, stream.write, max_message_size, shutdown,
-                   raw.send if raw is not None else None)
+                   raw.send if raw is not None else None, counters)
 
     def _read_exact(self, n: int) -> bytes:
         data = self._read(n)
@@ -157,6 +161,7 @@ class WebSocket:
         opcode = None
         parts: list[bytes] = []
         size = 0
+        wire = 0  # the message's bytes on the wire, frame headers included (for the counters)
         while True:
             if self.closed:
                 return None
@@ -172,8 +177,10 @@ class WebSocket:
                 raise ProtocolError("client frames must be masked")
             if length == 126:
                 length = _U16.unpack(self._read_exact(2))[0]
+                wire += 2
             elif length == 127:
                 length = _U64.unpack(self._read_exact(8))[0]
+                wire += 8
             if op >= 0x8:
                 if not fin or length > 125:
                     raise ProtocolError("invalid control frame")
@@ -195,7 +202,11 @@ class WebSocket:
                 raise MessageTooBig(f"message of more than {self.max_message_size} bytes")
             block = self._read_exact(length + 4)
             parts.append(_unmask(block[4:], block[:4]))
+            wire += length + 6
             if fin:
+                counters = self.counters
+                counters.packets_in += 1
+                counters.bytes_in += wire
                 data = parts[0] if len(parts) == 1 else b"".join(parts)
                 return data.decode("utf-8") if opcode == OP_TEXT else data
 
