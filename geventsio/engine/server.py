@@ -227,7 +227,8 @@ class Server:
     # -- sessions -------------------------------------------------------
 
     def _open_session(self, environ: dict, state: State) -> Session | None:
-        sid = secrets.token_urlsafe(15)
+        # Under worker routing the sid starts with its worker's tag (geventsio.worker_routing).
+        sid = environ.get("geventsio.sid_prefix", "") + secrets.token_urlsafe(15)
         session = Session(self, sid, environ, state)
         self.sessions[sid] = session
         try:
