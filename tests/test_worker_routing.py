@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 
 import gevent
 import pytest
@@ -158,3 +159,25 @@ def test_sids_naming_no_worker_are_unknown(workers, sid):
     status, body = request(b.connection(), "GET", f"&sid={sid}")
     assert status == 400 and json.loads(body)["code"] == 1
     assert b.router.stats["handed_off"] == 0
+
+
+def test_bytes_read_past_the_headers_travel_with_the_connection(workers):
+    a, b = workers(), workers()
+    sid = handshake(a)
+    path = f"/engine.io/?EIO=4&transport=polling&sid={sid}"
+    # A POST and a pipelined GET in one write: B has read them past the first headers
+    # when it hands the connection over, and A must get those bytes too.
+    raw = (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\n4hello"
+           f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", b.port), timeout=WAIT) as sock:
+        sock.sendall(raw)
+        received = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+    first, second = received.split(b"HTTP/1.1 ")[1:]
+    assert first.startswith(b"200") and first.endswith(b"\r\n\r\nok")
+    assert second.startswith(b"200") and second.endswith(b"\r\n\r\n4hello")
+    assert b.router.stats["handed_off"] == 1
