@@ -4,8 +4,10 @@ Clients connect straight to gunicorn's one port, so each new TCP connection is
 accepted by whichever worker wins it: a client's handshake, its parked GET, its
 POSTs and its WebSocket upgrade land on different workers, and every request
 for a session another worker owns must be handed to the owner (the owners'
-router statistics prove that it happened). Broadcasts between workers go
-through Redis (tests/apps/sio_cluster.py).
+router statistics prove that it happened). Clients: python-socketio,
+geventsio's, and the official socket.io-client (tests/interop/cluster_clients.mjs).
+Broadcasts between workers go through Redis (tests/apps/sio_cluster.py). The
+documented alternative, WebSocket-only clients, is checked with routing off.
 """
 
 from __future__ import annotations
@@ -15,23 +17,26 @@ import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import socketio
+from node_support import require_npm_packages, run_node_report
 from redis_support import REDIS_URL, WAIT, Inbox, require_redis, unique_key, wait_subscribers
 
 import geventsio
 
 REDIS = require_redis()
 WORKERS = 3
+INTEROP_DIR = Path(__file__).resolve().parent / "interop"
 
 
-@pytest.fixture
-def gunicorn_cluster():
-    """(url, key) of ``gunicorn -w 3`` serving tests/apps/sio_cluster.py, every worker subscribed."""
+def start_gunicorn(routing: bool = True):
+    """``gunicorn -w 3`` serving tests/apps/sio_cluster.py, every worker subscribed: yields its URL."""
     key = unique_key()
     tests_dir = os.path.dirname(__file__)
-    env = dict(os.environ, GEVENTSIO_TEST_REDIS_URL=REDIS_URL, GEVENTSIO_TEST_REDIS_KEY=key)
+    env = dict(os.environ, GEVENTSIO_TEST_REDIS_URL=REDIS_URL, GEVENTSIO_TEST_REDIS_KEY=key,
+               GEVENTSIO_WORKER_ROUTING="1" if routing else "0")
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-k", "geventsio.gunicorn_worker.GeventSocketIOWorker",
          "-w", str(WORKERS), "-b", "127.0.0.1:0", "--chdir", tests_dir, "apps.sio_cluster:app"],
@@ -48,12 +53,24 @@ def gunicorn_cluster():
     assert port is not None, "".join(seen)
     try:
         wait_subscribers(REDIS, key, WORKERS)
-        yield f"http://127.0.0.1:{port}", proc
+        yield f"http://127.0.0.1:{port}"
     finally:
         proc.send_signal(signal.SIGTERM)
         _, rest = proc.communicate(timeout=30)
     log = "".join(seen) + rest
     assert "Session ID unknown" not in log and "Traceback" not in log, log
+
+
+@pytest.fixture
+def gunicorn_cluster():
+    """The URL of ``gunicorn -w 3`` with session routing (the default)."""
+    yield from start_gunicorn()
+
+
+@pytest.fixture
+def gunicorn_unrouted():
+    """The URL of ``gunicorn -w 3`` with routing off (GEVENTSIO_WORKER_ROUTING=0)."""
+    yield from start_gunicorn(routing=False)
 
 
 def python_socketio_client(url: str, transports, inbox: Inbox) -> socketio.Client:
@@ -71,7 +88,7 @@ def geventsio_client(url: str, transports, inbox: Inbox) -> geventsio.Client:
 
 
 def test_clients_connect_upgrade_and_exchange_events_across_workers(gunicorn_cluster):
-    url, _ = gunicorn_cluster
+    url = gunicorn_cluster
     kinds = ([(python_socketio_client, ["polling"])] * 8 + [(python_socketio_client, None)] * 4
              + [(geventsio_client, ["polling"])] * 8 + [(geventsio_client, None)] * 4)
     clients, inboxes = [], []
@@ -99,6 +116,45 @@ def test_clients_connect_upgrade_and_exchange_events_across_workers(gunicorn_clu
         for client, w in zip(clients, where):
             assert client.eio.sid.startswith(w["tag"]), (client.eio.sid, w)
         assert sum(w["stats"]["received"] for w in owners.values()) > 0, owners
+    finally:
+        for client in clients:
+            client.disconnect()
+
+
+def test_official_js_clients_across_workers(gunicorn_cluster):
+    url = gunicorn_cluster
+    require_npm_packages(INTEROP_DIR)
+    report = run_node_report(["node", str(INTEROP_DIR / "cluster_clients.mjs"), url, "12"], INTEROP_DIR,
+                             {}, timeout=40)
+    clients = report["clients"]
+    assert len(clients) == 12
+    for c in clients:
+        assert c["sid"].startswith(c["where"]["tag"]), c
+        assert c["where"]["transport"] == ("polling" if c["transports"] == "polling" else "websocket"), c
+    owners = {c["where"]["pid"]: c["where"] for c in clients}
+    assert len(owners) >= 2, f"every session landed on one worker: {owners}"
+    assert sum(w["stats"]["received"] for w in owners.values()) > 0, owners
+
+
+def test_websocket_only_clients_need_no_routing(gunicorn_unrouted):
+    """The documented alternative to routing: one connection per session, any worker will do."""
+    url = gunicorn_unrouted
+    makers = [python_socketio_client] * 4 + [geventsio_client] * 4
+    clients, inboxes = [], []
+    try:
+        for make in makers:
+            inbox = Inbox()
+            clients.append(make(url, ["websocket"], inbox))
+            inboxes.append(inbox)
+        for n, client in enumerate(clients):
+            assert client.call("join", "all", timeout=WAIT) is True
+            assert client.call("echo", n, timeout=WAIT) == n
+        assert clients[-1].call("bcast", ("all", "to every worker"), timeout=WAIT) is True
+        for inbox in inboxes:
+            inbox.wait_for("to every worker")
+        where = [client.call("where", timeout=WAIT) for client in clients]
+        assert all(w["transport"] == "websocket" and w["tag"] == "" for w in where), where
+        assert len({w["pid"] for w in where}) >= 2
     finally:
         for client in clients:
             client.disconnect()
