@@ -25,6 +25,7 @@ from node_support import require_npm_packages, run_node_report
 from redis_support import REDIS_URL, WAIT, Inbox, require_redis, unique_key, wait_subscribers
 
 import geventsio
+from geventsio.worker_routing import default_directory
 
 REDIS = require_redis()
 WORKERS = 3
@@ -53,12 +54,16 @@ def start_gunicorn(routing: bool = True):
     assert port is not None, "".join(seen)
     try:
         wait_subscribers(REDIS, key, WORKERS)
+        if routing:
+            assert len(os.listdir(default_directory(proc.pid))) == WORKERS  # one socket per worker
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.send_signal(signal.SIGTERM)
         _, rest = proc.communicate(timeout=30)
     log = "".join(seen) + rest
     assert "Session ID unknown" not in log and "Traceback" not in log, log
+    # The workers met in a directory named after the master; the last one out removed it.
+    assert not os.path.exists(default_directory(proc.pid))
 
 
 @pytest.fixture

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import signal
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import gevent
 import pytest
@@ -22,6 +26,7 @@ from geventsio import engine
 from geventsio.worker_routing import TAG_LENGTH
 
 WAIT = 5
+APPS = Path(__file__).resolve().parent / "apps"
 
 
 class Worker:
@@ -181,3 +186,26 @@ def test_bytes_read_past_the_headers_travel_with_the_connection(workers):
     assert first.startswith(b"200") and first.endswith(b"\r\n\r\nok")
     assert second.startswith(b"200") and second.endswith(b"\r\n\r\n4hello")
     assert b.router.stats["handed_off"] == 1
+
+
+def test_processes_of_one_parent_sharing_a_listening_socket(tmp_path):
+    """``make_server(listener=..., worker_dir=...)`` in two forked processes (apps/forked_servers.py)."""
+    directory = tmp_path / "w"
+    proc = subprocess.Popen([sys.executable, str(APPS / "forked_servers.py"), str(directory)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(proc.stdout.readline())
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
+        status, body = request(conn, "GET", "")
+        sid = json.loads(body[1:])["sid"]
+        for i in range(20):  # each request on a new connection, accepted by either process
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
+            assert request(conn, "POST", f"&sid={sid}", f"4m{i}") == (200, "ok")
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
+            assert request(conn, "GET", f"&sid={sid}") == (200, f"4m{i}")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=WAIT)
+    stats = [json.loads(line) for line in out.splitlines()]
+    assert len(stats) == 2 and sum(s["received"] for s in stats) > 0, stats
+    assert not directory.exists()  # each process removed its socket; the last one the directory
