@@ -84,8 +84,11 @@ class RedisManager:
     ``key`` is the channel prefix shared with the Node servers (their
     adapter's ``key`` option, ``"socket.io"`` by default).
     ``requests_timeout`` (seconds) bounds cluster requests (``fetch_sockets``,
-    ``all_rooms``, server-side emits with acknowledgements). Other keyword
-    arguments go to ``redis.Redis.from_url``.
+    ``all_rooms``, server-side emits with acknowledgements). After a lost
+    connection the reader tries again after ``reconnect_delay``, doubling up to
+    ``reconnect_delay_max``. ``subscribed`` (an Event) is set while the
+    subscriptions are in place; ``lost`` says why Redis is unavailable, while it
+    is. Other keyword arguments go to ``redis.Redis.from_url``.
     """
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", key: str = "socket.io",

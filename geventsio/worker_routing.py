@@ -125,6 +125,7 @@ class WorkerRouter:
         self._listener: Any = None
         self._peers: dict[str, Any] = {}
         self._greenlets: set[gevent.Greenlet] = set()
+        self._environ_extras: dict = {}
 
     # -- life cycle ------------------------------------------------------------
 
@@ -143,7 +144,9 @@ class WorkerRouter:
                 listener.bind(path)  # fails if another worker has this tag: pick another
             except OSError as exc:
                 listener.close()
-                if exc.errno != errno.EADDRINUSE:
+                if exc.errno == errno.ENOENT:  # the last worker out just removed the directory
+                    _prepare_directory(self.directory)
+                elif exc.errno != errno.EADDRINUSE:
                     raise
                 continue
             os.chmod(path, 0o600)
@@ -152,6 +155,7 @@ class WorkerRouter:
         else:  # pragma: no cover - 20 collisions in 16M tags
             raise RuntimeError("no free worker tag")
         self.tag, self.path, self._listener, self._server = tag, path, listener, server
+        self._environ_extras = {SID_PREFIX_KEY: tag, ROUTER_KEY: self}
         self._spawn(self._accept_forever)
         logger.info("worker %d routes sessions tagged %r via %s", os.getpid(), tag, path)
 
@@ -183,7 +187,7 @@ class WorkerRouter:
 
     def environ_extras(self) -> dict:
         """What the handler adds to each request's environ (the engine prefixes new sids with the tag)."""
-        return {SID_PREFIX_KEY: self.tag, ROUTER_KEY: self}
+        return self._environ_extras
 
     def hand_off(self, handler: Any) -> bool:
         """Give ``handler``'s connection to the owner of the session its request names.
