@@ -48,7 +48,21 @@ class GeventSocketIOWorker(GeventPyWSGIWorker):
 
     def _routed_server(self, *args: Any, **kwargs: Any) -> PyWSGIServer:
         """Gunicorn's server for one listening socket, with this worker's router attached."""
-        server = PyWSGIServer(*args, **kwargs)
+        server = RoutedPyWSGIServer(*args, **kwargs)
         server.router = self.router
         self.router.start(server)  # the first listener serves the connections handed over
         return server
+
+
+class RoutedPyWSGIServer(PyWSGIServer):
+    """Gunicorn's gevent server; when it stops accepting, its worker stops taking hand-overs.
+
+    Closing the router then (not when the worker exits) removes its socket before
+    the graceful shutdown, which the master may end with SIGKILL.
+    """
+
+    router: WorkerRouter
+
+    def close(self) -> None:
+        self.router.close()
+        super().close()
