@@ -32,6 +32,7 @@ from . import redis_protocol as proto
 from .adapter import Adapter, SocketInfo
 from .exceptions import TimeoutError
 from .redis_protocol import MalformedMessage, RequestType
+from .redis_publisher import Publisher
 from .socket import to_frames
 from .socketio_packet import Packet, PacketType
 
@@ -102,6 +103,7 @@ class RedisManager:
         # One quick retry (a pooled connection may be stale after a Redis restart), never
         # redis-py's default of seconds of back-off while an emitting handler waits.
         self.pub = redis_client(url, **{"retry": Retry(NoBackoff(), 1), **redis_options})
+        self.publisher = Publisher(self.pub)
         # The reader handles reconnection itself, so redis-py must not retry behind its back.
         self._sub_client = redis_client(url, retry=Retry(NoBackoff(), 0), **redis_options)
         self._patterns: dict[str, RedisAdapter] = {}
@@ -128,14 +130,11 @@ class RedisManager:
         return adapter
 
     def publish(self, channel: str, message: bytes) -> None:
-        """Publish one message; when Redis is away it is dropped (the outage is logged once)."""
+        """Publish one message without waiting (see ``redis_publisher``); dropped while Redis is away."""
         if self.lost is not None:
             logger.debug("Redis unavailable; dropped a message on %s", channel)
             return
-        try:
-            self.pub.publish(channel, message)
-        except (redis.RedisError, OSError) as exc:
-            logger.warning("Redis publish on %s failed (%s); message dropped", channel, exc)
+        self.publisher.publish(channel, message)
 
     def check_available(self, what: str) -> None:
         """Raise a ``TimeoutError`` saying why, if a cluster request cannot be answered now."""
@@ -146,6 +145,8 @@ class RedisManager:
     def close(self) -> None:
         """Stop reading and drop the subscriptions (the server's shutdown calls this)."""
         self._closed = True
+        self.publisher.flush(1.0)  # what the last handlers emitted still reaches the cluster
+        self.publisher.close()
         if self._reader is not None:
             self._reader.kill(block=True, timeout=2)
         self._drop_pubsub()
