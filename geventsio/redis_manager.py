@@ -8,12 +8,14 @@ whatever its language. The format is in ``geventsio.redis_protocol``.
 
 One manager per server: one greenlet publishes (queued, batched: see
 ``redis_publisher``), one greenlet reads one pub/sub connection (RESP2) that
-carries the subscriptions of every namespace. Redis-py's sockets must be cooperative (``gevent.monkey.patch_all()``
-before importing redis). When Redis goes away, local clients keep being
-served, cluster messages are dropped (said once in the log), cluster
-requests fail at once with a ``TimeoutError`` that says Redis is unavailable
-(those waiting for answers when the connection broke fail the same way), and
-the reader reconnects with back-off, resubscribes and says so in the log.
+carries the subscriptions of every namespace. Redis-py's sockets must be
+cooperative (``gevent.monkey.patch_all()`` before importing redis).
+
+When Redis goes away, local clients keep being served, cluster messages are
+dropped (said once in the log), cluster requests fail at once with a
+``TimeoutError`` that says Redis is unavailable (those waiting for answers
+when the connection broke fail the same way), and the reader reconnects with
+back-off, resubscribes and says so in the log.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ import gevent
 from gevent.pywsgi import WSGIServer
 from geventwebsocket.handler import WebSocketHandler
 
+from .worker_routing import RoutedWSGIServer
+
 logger = logging.getLogger("geventsio")
 
 WSGIAppType = Callable[[dict, Callable[..., Any]], Iterable[bytes]]
@@ -173,8 +175,6 @@ def make_server(app: WSGIAppType, host: str = "127.0.0.1", port: int = 5000,
     kwargs.setdefault("handler_class", Handler)
     listener = kwargs.pop("listener", None) or (host, port)
     if worker_dir is not None:
-        from .worker_routing import RoutedWSGIServer
-
         server: WSGIServer = RoutedWSGIServer(worker_dir, listener, app, log=log, **kwargs)
     else:
         server = WSGIServer(listener, app, log=log, **kwargs)
