@@ -6,8 +6,9 @@ POSTs and its WebSocket upgrade land on different workers, and every request
 for a session another worker owns must be handed to the owner (the owners'
 router statistics prove that it happened). Clients: python-socketio,
 geventsio's, and the official socket.io-client (tests/interop/cluster_clients.mjs).
-Broadcasts between workers go through Redis (tests/apps/sio_cluster.py). The
-documented alternative, WebSocket-only clients, is checked with routing off.
+Broadcasts between workers go through Redis (tests/apps/sio_cluster.py), and a
+private Redis is killed and started again under the workers. The documented
+alternative, WebSocket-only clients, is checked with routing off.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import redis
 import socketio
 from node_support import require_npm_packages, run_node_report
+from private_redis import private_redis  # noqa: F401 - a fixture
 from redis_support import REDIS_URL, WAIT, Inbox, require_redis, unique_key, wait_subscribers
 
 import geventsio
@@ -32,51 +35,69 @@ WORKERS = 3
 INTEROP_DIR = Path(__file__).resolve().parent / "interop"
 
 
-def start_gunicorn(routing: bool = True):
-    """``gunicorn -w 3`` serving tests/apps/sio_cluster.py, every worker subscribed: yields its URL."""
-    key = unique_key()
-    tests_dir = os.path.dirname(__file__)
-    env = dict(os.environ, GEVENTSIO_TEST_REDIS_URL=REDIS_URL, GEVENTSIO_TEST_REDIS_KEY=key,
-               GEVENTSIO_WORKER_ROUTING="1" if routing else "0")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-k", "geventsio.gunicorn_worker.GeventSocketIOWorker",
-         "-w", str(WORKERS), "-b", "127.0.0.1:0", "--graceful-timeout", "5", "--chdir", tests_dir,
-         "apps.sio_cluster:app"],
-        stderr=subprocess.PIPE, text=True, env=env)
-    port = None
-    seen = []
-    for line in proc.stderr:
-        seen.append(line)
-        m = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", line)
-        if m:
-            port = int(m.group(1))
-        if sum("Booting worker" in s for s in seen) == WORKERS:
-            break
-    assert port is not None, "".join(seen)
-    try:
-        wait_subscribers(REDIS, key, WORKERS)
-        if routing:
-            assert len(os.listdir(default_directory(proc.pid))) == WORKERS  # one socket per worker
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        _, rest = proc.communicate(timeout=30)
-    log = "".join(seen) + rest
-    assert "Session ID unknown" not in log and "Traceback" not in log, log
-    # The workers met in a directory named after the master; the last one out removed it.
-    assert not os.path.exists(default_directory(proc.pid))
+class Gunicorn:
+    """``gunicorn -w 3`` serving tests/apps/sio_cluster.py on a Redis; every worker is subscribed."""
+
+    def __init__(self, routing: bool = True, redis_url: str = REDIS_URL):
+        self.routing = routing
+        self.key = unique_key()
+        self.redis = redis.Redis.from_url(redis_url)
+        env = dict(os.environ, GEVENTSIO_TEST_REDIS_URL=redis_url, GEVENTSIO_TEST_REDIS_KEY=self.key,
+                   GEVENTSIO_WORKER_ROUTING="1" if routing else "0")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-k", "geventsio.gunicorn_worker.GeventSocketIOWorker",
+             "-w", str(WORKERS), "-b", "127.0.0.1:0", "--graceful-timeout", "5",
+             "--chdir", os.path.dirname(__file__), "apps.sio_cluster:app"],
+            stderr=subprocess.PIPE, text=True, env=env)
+        port = None
+        self.seen: list[str] = []
+        for line in self.proc.stderr:
+            self.seen.append(line)
+            m = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", line)
+            if m:
+                port = int(m.group(1))
+            if sum("Booting worker" in s for s in self.seen) == WORKERS:
+                break
+        assert port is not None, "".join(self.seen)
+        self.url = f"http://127.0.0.1:{port}"
+        try:
+            self.wait_subscribed()
+            if routing:  # one socket per worker, in a directory named after the master
+                assert len(os.listdir(default_directory(self.proc.pid))) == WORKERS
+        except BaseException:
+            self.proc.kill()
+            self.proc.communicate()
+            raise
+
+    def wait_subscribed(self) -> None:
+        wait_subscribers(self.redis, self.key, WORKERS)
+
+    def stop(self) -> str:
+        """Stop gunicorn and check its log (returned) and that the workers cleaned up."""
+        self.proc.send_signal(signal.SIGTERM)
+        _, rest = self.proc.communicate(timeout=30)
+        self.redis.close()
+        log = "".join(self.seen) + rest
+        assert "Session ID unknown" not in log and "Traceback" not in log, log
+        # The last worker out removed the directory.
+        assert not os.path.exists(default_directory(self.proc.pid))
+        return log
 
 
 @pytest.fixture
 def gunicorn_cluster():
     """The URL of ``gunicorn -w 3`` with session routing (the default)."""
-    yield from start_gunicorn()
+    server = Gunicorn()
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture
 def gunicorn_unrouted():
     """The URL of ``gunicorn -w 3`` with routing off (GEVENTSIO_WORKER_ROUTING=0)."""
-    yield from start_gunicorn(routing=False)
+    server = Gunicorn(routing=False)
+    yield server.url
+    server.stop()
 
 
 def disconnect_all(clients) -> None:
@@ -174,3 +195,37 @@ def test_websocket_only_clients_need_no_routing(gunicorn_unrouted):
         assert len({w["pid"] for w in where}) >= 2
     finally:
         disconnect_all(clients)
+
+
+def test_redis_restart_loses_no_client_of_any_worker(private_redis):  # noqa: F811 - the fixture
+    """Redis killed and started again under the workers: every client keeps being served."""
+    server = Gunicorn(redis_url=private_redis.url)
+    kinds = [(python_socketio_client, ["polling"])] * 6 + [(geventsio_client, None)] * 3
+    clients, inboxes = [], []
+    try:
+        for make, transports in kinds:
+            inbox = Inbox()
+            clients.append(make(server.url, transports, inbox))
+            inboxes.append(inbox)
+        for client in clients:
+            assert client.call("join", "all", timeout=WAIT) is True
+        assert clients[0].call("bcast", ("all", "before"), timeout=WAIT) is True
+        for inbox in inboxes:
+            inbox.wait_for("before")
+
+        private_redis.kill()
+        for n, client in enumerate(clients):  # served by their workers, hand-overs included
+            for i in range(3):
+                assert client.call("echo", [n, i], timeout=WAIT) == [n, i]
+
+        private_redis.start()
+        server.wait_subscribed()
+        assert clients[-1].call("bcast", ("all", "after"), timeout=WAIT) is True
+        for inbox in inboxes:
+            inbox.wait_for("after")
+        assert all(client.connected for client in clients)
+    finally:
+        disconnect_all(clients)
+        log = server.stop()
+    assert log.count("lost the Redis connection") == WORKERS, log
+    assert log.count("subscriptions restored") == WORKERS, log

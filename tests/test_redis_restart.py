@@ -12,69 +12,17 @@ resubscribe (and log it), and broadcasts cross between them again.
 from __future__ import annotations
 
 import logging
-import shutil
-import socket
-import subprocess
 import time
 
 import gevent
 import pytest
-import redis
+from private_redis import private_redis  # noqa: F401 - a fixture
 from redis_support import WAIT, py_client, unique_key, wait_for, wait_subscribers
 
 import geventsio
 from geventsio.redis_protocol import request_channel
 
 REQUESTS_TIMEOUT = 4
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class PrivateRedis:
-    """A redis-server of this test only, that can be killed and started again on its port."""
-
-    def __init__(self) -> None:
-        if shutil.which("redis-server") is None:
-            pytest.skip("redis-server is not installed")
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen | None = None
-        self.start()
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = self.client()
-
-        def answers() -> bool:
-            try:
-                return client.ping()
-            except (redis.RedisError, OSError):
-                return False
-
-        wait_for(answers, f"redis-server on port {self.port}")
-        client.close()
-
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url, socket_connect_timeout=1)
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-
-@pytest.fixture
-def private_redis():
-    server = PrivateRedis()
-    yield server
-    server.kill()
 
 
 def make_member(serve_app, url: str, key: str) -> geventsio.Server:

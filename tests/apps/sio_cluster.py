@@ -9,7 +9,8 @@ import geventsio
 
 sio = geventsio.Server(
     client_manager=geventsio.RedisManager(os.environ["GEVENTSIO_TEST_REDIS_URL"],
-                                          key=os.environ["GEVENTSIO_TEST_REDIS_KEY"]),
+                                          key=os.environ["GEVENTSIO_TEST_REDIS_KEY"],
+                                          reconnect_delay=0.05, reconnect_delay_max=0.2),
     ping_interval=5, ping_timeout=5)
 routers: list = []  # this worker's router, seen in the environ of its first connection
 
