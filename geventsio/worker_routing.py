@@ -289,9 +289,13 @@ class WorkerRouter:
     def _take(self, fd: int, prefix: bytes) -> None:
         try:
             sock = socket.socket(fileno=fd)
-            address = sock.getpeername()
         except OSError:
             os.close(fd)
+            return
+        try:
+            address = sock.getpeername()
+        except OSError:  # the client left meanwhile
+            sock.close()
             return
         self.stats["received"] += 1
         server = self._server
