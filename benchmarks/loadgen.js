@@ -42,7 +42,10 @@ const cfg = Object.assign({
   maxOps: 50000000,     // hard cap on operations in one run
 }, JSON.parse(process.argv[2] || '{}'));
 
-const WS_URL = `ws://${cfg.host}:${cfg.port}/socket.io/?EIO=4&transport=websocket`;
+const wsUrl = (port) => `ws://${cfg.host}:${port}/socket.io/?EIO=4&transport=websocket`;
+const WS_URL = wsUrl(cfg.port);
+// Several server processes (a cluster scenario): clients are spread over `ports` in turn.
+const PORTS = cfg.ports || [cfg.port];
 const WS_OPTS = { perMessageDeflate: false, skipUTF8Validation: true, maxPayload: 64 * 1024 * 1024 };
 const LAT_CAP = 4000000;
 const now = () => performance.now();
@@ -129,7 +132,8 @@ function fairness(counts) {
 // -- WebSocket client -------------------------------------------------------
 
 class WsClient {
-  constructor() {
+  constructor(url = WS_URL) {
+    this.url = url;
     this.ws = null;
     this.connected = false;
     this.closing = false;
@@ -147,7 +151,7 @@ class WsClient {
       const fail = (err) => { if (!settled) { settled = true; clearTimeout(timer); reject(err); } };
       const timer = setTimeout(() => { fail(new Error('connect timeout')); this.kill(); },
         cfg.connectTimeout * 1000);
-      const ws = this.ws = new WebSocket(WS_URL, WS_OPTS);
+      const ws = this.ws = new WebSocket(this.url, WS_OPTS);
       ws.on('message', (data, isBinary) => {
         if (isBinary) { if (this.onBinary) this.onBinary(data); return; }
         const s = data.toString();
@@ -210,11 +214,15 @@ async function connectAll(n, concurrency, factory, tolerateFailures = false) {
   return { clients, seconds: (now() - t0) / 1000 };
 }
 
-async function wsClient() {
-  const c = new WsClient();
+async function wsClient(url) {
+  const c = new WsClient(url);
   await c.connect();
   return c;
 }
+
+// Clients of a cluster scenario: the next one connects to the next port.
+let nextPort = 0;
+const spreadClient = () => wsClient(wsUrl(PORTS[nextPort++ % PORTS.length]));
 
 // Closes every client and waits (bounded) for their transports to end.
 async function closeAll(clients, seconds = 3) {
@@ -277,19 +285,21 @@ async function scenarioEcho(withAck) {
 }
 
 // bcast: `clients` members join a room; a driver keeps `window` broadcasts in flight.
+// With `ports` (several server processes), the members are spread over them and the
+// driver talks to the first: a broadcast reaches the others' members through Redis.
 // The first `stalled` members then stop reading (their TCP windows fill up): a
 // broadcast is complete when every other member has it.
 async function scenarioBcast() {
   const win = new Window();
   const n = cfg.clients;
-  const { clients, seconds: connectSeconds } = await connectAll(n, cfg.concurrency, wsClient);
+  const { clients, seconds: connectSeconds } = await connectAll(n, cfg.concurrency, spreadClient);
   // Join the room, acknowledged, so every member is in it before the first broadcast.
   await Promise.all(clients.map((c, i) => new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error('join timeout')), cfg.connectTimeout * 1000);
     c.onText = (msg) => { if (msg.startsWith(`43${i}[`)) { clearTimeout(t); resolve(); } };
     c.send(`42${i}["join","bench"]`);
   })));
-  const driver = await wsClient();
+  const driver = await wsClient(WS_URL);
   const stalled = clients.slice(0, cfg.stalled);
   const members = clients.slice(cfg.stalled);
   // Each stalled member asks for `stallMB` one-megabyte echoes it will never

@@ -68,6 +68,10 @@ _add("bcast-1000-1k", "stalled", "broadcast of 1 KiB to 1,000 clients", scenario
      clients=1000, window=8, size=1024)
 _add("bcast-1000-1k-stalled", "stalled", "the same with 10 of them stalled", scenario="bcast",
      clients=1000, window=8, size=1024, stalled=10)
+# Two server processes on one Redis (each server's own Redis manager), the clients split
+# between them, the driver on the first: every broadcast crosses Redis to reach half the room.
+_add("cluster-bcast-1000", "cluster", "room broadcast to 1,000 clients on 2 processes via Redis",
+     scenario="bcast", clients=1000, window=8, cluster=2)
 _add("connect", "connect", "handshakes to a namespace (10 at a time)", scenario="connect", concurrency=10)
 _add("idle-1000", "idle", "idle memory, 1,000 clients", scenario="idle", clients=1000, concurrency=50)
 _add("idle-10000", "idle", "idle memory, 10,000 clients", scenario="idle", clients=10000, concurrency=50)
@@ -266,32 +270,51 @@ def server_log_issues(path: str) -> list[str]:
     return lines
 
 
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
 def run_one(server: str, name: str, args, log_dir: str, round_no: int, pin: bool,
             on_start=None) -> dict:
-    """One scenario against one fresh server process; ``on_start(pid)`` runs as the window opens."""
+    """One scenario against fresh server process(es); ``on_start(pid)`` runs as the window opens.
+
+    A ``cluster`` scenario starts that many server processes on one Redis (a key of
+    their own), all on the server core; their CPU times are added up.
+    """
     spec = SCENARIOS[name]
     lg = dict(spec["loadgen"])
+    processes = lg.pop("cluster", 1)
     lg.setdefault("warmup", args.warmup)
     lg.setdefault("duration", args.duration)
     if lg["scenario"] == "idle":
         lg.setdefault("settle", args.settle)
-    port = free_port()
-    lg["port"] = port
-    log_path = os.path.join(log_dir, f"{name}.{server}.r{round_no}.log")
+    ports = [free_port() for _ in range(processes)]
+    port = lg["port"] = ports[0]
+    if processes > 1:
+        lg["ports"] = ports
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if processes > 1:
+        env.update(BENCH_REDIS_URL=REDIS_URL, BENCH_REDIS_KEY=f"bench-{os.getpid()}-{time.time_ns()}")
     if server == "geventsio" and SNAPSHOT:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (SNAPSHOT["path"], env.get("PYTHONPATH")) if p)
-    with open(log_path, "wb") as log:
-        srv = subprocess.Popen(
-            [sys.executable, SERVERS[server], str(port)],
-            cwd=SERVERS_DIR, env=env, stdout=subprocess.DEVNULL, stderr=log,
-            preexec_fn=_pinned(SERVER_CORE if pin else None),
-        )
+    srvs = []
+    log_paths = []
     result: dict = {"server": server, "scenario": name, "round": round_no, "port": port,
                     "code": code_version(server)}
     gen = None
     try:
-        wait_listening(port, srv)
+        for i, p in enumerate(ports):
+            suffix = f".p{i + 1}" if processes > 1 else ""
+            log_paths.append(os.path.join(log_dir, f"{name}.{server}.r{round_no}{suffix}.log"))
+            with open(log_paths[-1], "wb") as log:
+                srvs.append(subprocess.Popen(
+                    [sys.executable, SERVERS[server], str(p)],
+                    cwd=SERVERS_DIR, env=dict(env, BENCH_CLUSTER_INDEX=str(i + 1)),
+                    stdout=subprocess.DEVNULL, stderr=log,
+                    preexec_fn=_pinned(SERVER_CORE if pin else None),
+                ))
+            # One after the other: a cluster member listens once it is subscribed.
+            wait_listening(p, srvs[-1])
+        srv = srvs[0]
         time.sleep(0.2)
         gen = subprocess.Popen(
             ["node", LOADGEN, json.dumps(lg)], cwd=HERE, stdin=subprocess.PIPE,
@@ -312,12 +335,12 @@ def run_one(server: str, name: str, args, log_dir: str, round_no: int, pin: bool
             msg = json.loads(line)
             ev = msg.get("event")
             if ev == "mark" and msg["name"] == "start":
-                cpu0 = cpu_seconds(srv.pid)
+                cpu0 = sum(cpu_seconds(s.pid) for s in srvs)
                 busy0 = core_busy_seconds()
                 if on_start is not None:
                     on_start(srv.pid)
             elif ev == "mark" and msg["name"] == "stop":
-                cpu1 = cpu_seconds(srv.pid)
+                cpu1 = sum(cpu_seconds(s.pid) for s in srvs)
                 busy1 = core_busy_seconds()
             elif ev == "sync":
                 if msg["name"] == "baseline":
@@ -345,9 +368,10 @@ def run_one(server: str, name: str, args, log_dir: str, round_no: int, pin: bool
                     result["other_load_server_core"] = max(0.0, other / result["seconds"])
         if "rss_after_kb" in result and result.get("connected"):
             result["kb_per_conn"] = (result["rss_after_kb"] - result["rss_before_kb"]) / result["connected"]
-        if srv.poll() is not None:
-            result["ok"] = False
-            result["error"] = f"server exited with {srv.returncode}"
+        for s in srvs:
+            if s.poll() is not None:
+                result["ok"] = False
+                result["error"] = f"server exited with {s.returncode}"
     except Exception as exc:  # noqa: BLE001 - one failed run must not end the benchmark
         result["ok"] = False
         result["error"] = f"{type(exc).__name__}: {exc}"
@@ -355,8 +379,9 @@ def run_one(server: str, name: str, args, log_dir: str, round_no: int, pin: bool
         if gen is not None and gen.poll() is None:
             gen.kill()
             gen.wait(5)
-        stop(srv)
-    issues = server_log_issues(log_path)
+        for s in srvs:
+            stop(s)
+    issues = [line for path in log_paths for line in server_log_issues(path)]
     if issues:
         result["server_log_lines"] = len(issues)
         result["server_log_head"] = issues[:5]
@@ -382,7 +407,7 @@ def unit(name: str) -> str:
         return "KB/conn (lower is better)"
     if name.startswith("big"):
         return "ms per round trip, p50 (lower is better)"
-    if name.startswith("bcast"):
+    if name.startswith(("bcast", "cluster-bcast")):
         return "deliveries/s"
     if name == "connect":
         return "handshakes/s"

@@ -6,12 +6,16 @@ sharded) form on the same Redis and key: broadcasts, room operations,
 ``fetch_sockets``, ``all_rooms`` and server-side emits reach every server,
 whatever its language. The format is in ``geventsio.redis_protocol``.
 
-One manager per server: one connection (pooled) publishes, one greenlet reads
-one pub/sub connection (RESP2) that carries the subscriptions of every
-namespace. Redis-py's sockets must be cooperative (``gevent.monkey.patch_all()``
-before importing redis). When Redis goes away, local clients keep being
-served, publishes are logged and dropped, and the reader reconnects with
-back-off and resubscribes.
+One manager per server: one greenlet publishes (queued, batched: see
+``redis_publisher``), one greenlet reads one pub/sub connection (RESP2) that
+carries the subscriptions of every namespace. Redis-py's sockets must be
+cooperative (``gevent.monkey.patch_all()`` before importing redis).
+
+When Redis goes away, local clients keep being served, cluster messages are
+dropped (said once in the log), cluster requests fail at once with a
+``TimeoutError`` that says Redis is unavailable (those waiting for answers
+when the connection broke fail the same way), and the reader reconnects with
+back-off, resubscribes and says so in the log.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from . import redis_protocol as proto
 from .adapter import Adapter, SocketInfo
 from .exceptions import TimeoutError
 from .redis_protocol import MalformedMessage, RequestType
+from .redis_publisher import Publisher
 from .socket import to_frames
 from .socketio_packet import Packet, PacketType
 
@@ -57,13 +62,18 @@ def redis_client(url: str, **options: Any) -> redis.Redis:
 class _Pending:
     """One request awaiting ``expected`` responses from the other servers."""
 
-    __slots__ = ("type", "expected", "responses", "done")
+    __slots__ = ("type", "expected", "responses", "done", "failure")
 
     def __init__(self, kind: RequestType, expected: int):
         self.type = kind
         self.expected = expected
         self.responses: list = []
         self.done = Event()
+        self.failure: str | None = None  # why it can no longer be answered
+
+    def fail(self, reason: str) -> None:
+        self.failure = reason
+        self.done.set()
 
     def add(self, value: Any) -> None:
         self.responses.append(value)
@@ -126,8 +136,11 @@ class RedisManager:
     ``key`` is the channel prefix shared with the Node servers (their
     adapter's ``key`` option, ``"socket.io"`` by default).
     ``requests_timeout`` (seconds) bounds cluster requests (``fetch_sockets``,
-    ``all_rooms``, server-side emits with acknowledgements). Other keyword
-    arguments go to ``redis.Redis.from_url``.
+    ``all_rooms``, server-side emits with acknowledgements). After a lost
+    connection the reader tries again after ``reconnect_delay``, doubling up to
+    ``reconnect_delay_max``. ``subscribed`` (an Event) is set while the
+    subscriptions are in place; ``lost`` says why Redis is unavailable, while it
+    is. Other keyword arguments go to ``redis.Redis.from_url``.
     """
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", key: str = "socket.io",
@@ -138,7 +151,10 @@ class RedisManager:
         self.requests_timeout = requests_timeout
         self.reconnect_delay = reconnect_delay
         self.reconnect_delay_max = reconnect_delay_max
-        self.pub = redis_client(url, **redis_options)
+        # One quick retry (a pooled connection may be stale after a Redis restart), never
+        # redis-py's default of seconds of back-off while an emitting handler waits.
+        self.pub = redis_client(url, **{"retry": Retry(NoBackoff(), 1), **redis_options})
+        self.publisher = Publisher(self.pub)
         # The reader handles reconnection itself, so redis-py must not retry behind its back.
         self._sub_client = redis_client(url, retry=Retry(NoBackoff(), 0), **redis_options)
         self._patterns: dict[str, RedisAdapter] = {}
@@ -148,6 +164,7 @@ class RedisManager:
         self._reader: gevent.Greenlet | None = None
         self._closed = False
         self.subscribed = Event()  # set while the subscriptions are in place
+        self.lost: str | None = None  # why Redis is unavailable, while the reader knows it is
 
     def create_adapter(self, namespace: str, server: "Server") -> "RedisAdapter":
         """The adapter of one namespace (called by the server when the namespace is first used)."""
@@ -164,15 +181,23 @@ class RedisManager:
         return adapter
 
     def publish(self, channel: str, message: bytes) -> None:
-        """Publish one message; when Redis is away it is logged and dropped."""
-        try:
-            self.pub.publish(channel, message)
-        except (redis.RedisError, OSError) as exc:
-            logger.warning("Redis publish on %s failed (%s); message dropped", channel, exc)
+        """Publish one message without waiting (see ``redis_publisher``); dropped while Redis is away."""
+        if self.lost is not None:
+            logger.debug("Redis unavailable; dropped a message on %s", channel)
+            return
+        self.publisher.publish(channel, message)
+
+    def check_available(self, what: str) -> None:
+        """Raise a ``TimeoutError`` saying why, if a cluster request cannot be answered now."""
+        if self.lost is not None:
+            raise TimeoutError(f"{what} failed at once: Redis is unavailable ({self.lost}); "
+                               f"reconnecting in the background")
 
     def close(self) -> None:
         """Stop reading and drop the subscriptions (the server's shutdown calls this)."""
         self._closed = True
+        self.publisher.flush(1.0)  # what the last handlers emitted still reaches the cluster
+        self.publisher.close()
         if self._reader is not None:
             self._reader.kill(block=True, timeout=2)
         self._drop_pubsub()
@@ -207,6 +232,7 @@ class RedisManager:
                     self._subscribe(pubsub, set(self._patterns.values()))
                     self._pubsub = pubsub
                 self.subscribed.set()
+                self.lost = None
                 if lost:
                     logger.warning("reconnected to Redis at %s; subscriptions restored", self.url)
                     lost = False
@@ -219,10 +245,26 @@ class RedisManager:
                 self._drop_pubsub()
                 if self._closed:
                     return
-                logger.warning("lost the Redis pub/sub connection (%s); reconnecting in %.1fs", exc, delay)
+                self.lost = str(exc) or type(exc).__name__
+                if not lost:
+                    logger.warning("lost the Redis connection at %s (%s): local clients are still served, "
+                                   "cluster messages are dropped; reconnecting with back-off",
+                                   self.url, exc)
+                    self._fail_requests(f"the Redis connection was lost ({exc})")
+                else:
+                    logger.info("Redis at %s still unavailable (%s); next attempt in %.1fs",
+                                self.url, exc, delay)
                 lost = True
                 gevent.sleep(delay)
                 delay = min(delay * 2, self.reconnect_delay_max)
+
+    def _fail_requests(self, reason: str) -> None:
+        """Requests waiting for answers will not get them over a broken connection."""
+        with self._lock:
+            adapters = set(self._patterns.values())
+        for adapter in adapters:
+            for pending in list(adapter.requests.values()):
+                pending.fail(reason)
 
     def _dispatch(self, message: dict) -> None:
         kind = message.get("type")
@@ -327,10 +369,13 @@ class RedisAdapter(Adapter):
     def _request(self, kind: RequestType, expected: int, **fields: Any) -> list:
         request_id = proto.new_uid()
         pending = self.requests[request_id] = _Pending(kind, expected)
+        name = _REQUEST_NAMES[kind]
         try:
+            self.manager.check_available(name)
             self._publish_request(kind, requestId=request_id, **fields)
-            if not pending.done.wait(self.manager.requests_timeout):
-                error = TimeoutError(f"timeout reached while waiting for {_REQUEST_NAMES[kind]} response: "
+            if not pending.done.wait(self.manager.requests_timeout) or pending.failure is not None:
+                why = pending.failure or "timeout reached"
+                error = TimeoutError(f"{why} while waiting for {name} response: "
                                      f"{len(pending.responses)} of {expected} servers answered")
                 error.responses = pending.responses  # type: ignore[attr-defined]
                 raise error
@@ -341,16 +386,23 @@ class RedisAdapter(Adapter):
     def server_count(self) -> int:
         """The servers subscribed to this namespace's request channel (``PUBSUB NUMSUB``), self included."""
         try:
+            return self._count_servers("serverCount")
+        except TimeoutError as exc:
+            logger.warning("%s; counting this server only", exc)
+            return 1
+
+    def _count_servers(self, what: str) -> int:
+        self.manager.check_available(what)
+        try:
             counts = self.manager.pub.pubsub_numsub(self.request_channel)
         except (redis.RedisError, OSError) as exc:
-            logger.warning("PUBSUB NUMSUB failed (%s); counting this server only", exc)
-            return 1
+            raise TimeoutError(f"{what} failed at once: Redis is unavailable ({exc})") from None
         return int(counts[0][1]) if counts else 0
 
     def fetch_sockets(self, rooms: Iterable[str] = (), except_rooms: Iterable[str] = ()) -> list[SocketInfo]:
         rooms, except_rooms = list(rooms), list(except_rooms)
         found = self.local_fetch(rooms, except_rooms)
-        others = self.server_count() - 1
+        others = self._count_servers("fetchSockets") - 1
         if others <= 0:
             return found
         for sockets in self._request(RequestType.REMOTE_FETCH, others,
@@ -363,7 +415,7 @@ class RedisAdapter(Adapter):
 
     def all_rooms(self) -> set[str]:
         rooms = self.local_rooms()
-        others = self.server_count() - 1
+        others = self._count_servers("allRooms") - 1
         if others > 0:
             for names in self._request(RequestType.ALL_ROOMS, others):
                 rooms.update(str(r) for r in names)
@@ -397,11 +449,11 @@ class RedisAdapter(Adapter):
             return
 
         def wait_for_answers() -> None:
-            others = self.server_count() - 1
-            if others <= 0:
-                callback([])
-                return
             try:
+                others = self._count_servers("serverSideEmit") - 1
+                if others <= 0:
+                    callback([])
+                    return
                 responses = self._request(RequestType.SERVER_SIDE_EMIT, others, data=list(data))
             except TimeoutError as exc:
                 callback(exc)
@@ -537,8 +589,8 @@ class RedisAdapter(Adapter):
             pending.add(response.get("data"))
 
     def close(self) -> None:
-        for pending in self.requests.values():
-            pending.done.set()
+        for pending in list(self.requests.values()):
+            pending.fail("the server shut down")
         for ack in self.cluster_acks.values():
             ack.timer.stop()
         self.cluster_acks.clear()

@@ -13,6 +13,8 @@ import gevent
 from gevent.pywsgi import WSGIServer
 from geventwebsocket.handler import WebSocketHandler
 
+from .worker_routing import RoutedWSGIServer
+
 logger = logging.getLogger("geventsio")
 
 WSGIAppType = Callable[[dict, Callable[..., Any]], Iterable[bytes]]
@@ -160,7 +162,18 @@ class Handler(WebSocketHandler):
     def get_environ(self) -> dict:
         environ = super().get_environ()
         environ["geventsio.socket"] = self.socket
+        router = getattr(self.server, "router", None)
+        if router is not None:
+            environ.update(router.environ_extras())
         return environ
+
+    def handle_one_response(self) -> None:
+        # Under worker routing, a request for another worker's session hands
+        # the whole connection to that worker before anything is answered.
+        router = getattr(self.server, "router", None)
+        if router is not None and router.hand_off(self):
+            return
+        super().handle_one_response()
 
     def log_request(self) -> None:
         # Parked polls and WebSockets make per-request access lines noise;
@@ -192,10 +205,21 @@ def close_idle_connections() -> None:
 
 
 def make_server(app: WSGIAppType, host: str = "127.0.0.1", port: int = 5000,
-                log: Any = None, **kwargs: Any) -> WSGIServer:
-    """A gevent WSGI server with WebSocket support for ``app``; call ``start()`` or ``serve_forever()``."""
+                log: Any = None, worker_dir: str | None = None, **kwargs: Any) -> WSGIServer:
+    """A gevent WSGI server with WebSocket support for ``app``; call ``start()`` or ``serve_forever()``.
+
+    ``listener``: a listening socket to serve instead of binding ``(host, port)``.
+    ``worker_dir``: this server is one of several processes serving one port
+    (a listening socket they inherited, or one bound with ``SO_REUSEPORT``);
+    a request for a session another of them owns is handed to it
+    (``geventsio.worker_routing``). All of them must name the same directory.
+    """
     kwargs.setdefault("handler_class", Handler)
-    server = WSGIServer((host, port), app, log=log, **kwargs)
+    listener = kwargs.pop("listener", None) or (host, port)
+    if worker_dir is not None:
+        server: WSGIServer = RoutedWSGIServer(worker_dir, listener, app, log=log, **kwargs)
+    else:
+        server = WSGIServer(listener, app, log=log, **kwargs)
     server.access_log = log is not None
     return server
 

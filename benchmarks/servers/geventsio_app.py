@@ -8,12 +8,17 @@ import sys  # noqa: E402
 
 import geventsio  # noqa: E402
 
-from handlers import MAX_HTTP_BUFFER_SIZE, install, install_diagnostics, port_from_argv  # noqa: E402
+from handlers import (MAX_HTTP_BUFFER_SIZE, cluster_config, install, install_diagnostics,  # noqa: E402
+                      port_from_argv)
 
 
 def main():
     port = port_from_argv(sys.argv)
-    sio = install(geventsio.Server(max_http_buffer_size=MAX_HTTP_BUFFER_SIZE))
+    cluster = cluster_config()
+    manager = geventsio.RedisManager(cluster[0], key=cluster[1]) if cluster else None
+    sio = install(geventsio.Server(client_manager=manager, max_http_buffer_size=MAX_HTTP_BUFFER_SIZE))
+    if manager is not None and not manager.subscribed.wait(10):
+        raise SystemExit("no Redis subscription within 10 s")
     install_diagnostics(lambda: {"sessions": len(sio.eio.sessions), "connections": len(sio.connections),
                                  "sockets": len(sio.sockets)})
     app = geventsio.WSGIApp(sio)

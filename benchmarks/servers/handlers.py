@@ -37,6 +37,20 @@ def install(sio):
     return sio
 
 
+def cluster_config():
+    """``(redis_url, key, index)`` when run as member ``index`` (1, 2...) of a cluster scenario, else None.
+
+    run.py starts the members one after the other and waits for each to listen:
+    a member listens only once its Redis subscription is in place.
+    """
+    import os
+
+    url = os.environ.get("BENCH_REDIS_URL")
+    if not url:
+        return None
+    return url, os.environ["BENCH_REDIS_KEY"], int(os.environ.get("BENCH_CLUSTER_INDEX", "1"))
+
+
 def port_from_argv(argv):
     if len(argv) != 2 or not argv[1].isdigit():
         raise SystemExit(f"usage: {argv[0]} PORT")

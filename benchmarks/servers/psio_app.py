@@ -16,12 +16,33 @@ import socketio  # noqa: E402
 from gevent.pywsgi import WSGIServer  # noqa: E402
 from geventwebsocket.handler import WebSocketHandler  # noqa: E402
 
-from handlers import MAX_HTTP_BUFFER_SIZE, install, install_diagnostics, port_from_argv  # noqa: E402
+from handlers import (MAX_HTTP_BUFFER_SIZE, cluster_config, install, install_diagnostics,  # noqa: E402
+                      port_from_argv)
+
+
+def subscribe_now(sio, url, channel, index):
+    """Start python-socketio's Redis listener (it starts on the first connection otherwise) and
+    wait until this member is subscribed: the members start in turn, so it is member ``index``."""
+    import gevent
+    import redis
+
+    sio.manager_initialized = True
+    sio.manager.initialize()
+    probe = redis.Redis.from_url(url)
+    with gevent.Timeout(10, SystemExit("no Redis subscription within 10 s")):
+        while probe.pubsub_numsub(channel)[0][1] < index:
+            gevent.sleep(0.02)
+    probe.close()
 
 
 def main():
     port = port_from_argv(sys.argv)
-    sio = install(socketio.Server(async_mode="gevent", max_http_buffer_size=MAX_HTTP_BUFFER_SIZE))
+    cluster = cluster_config()
+    manager = socketio.RedisManager(cluster[0], channel=cluster[1]) if cluster else None
+    sio = install(socketio.Server(async_mode="gevent", client_manager=manager,
+                                  max_http_buffer_size=MAX_HTTP_BUFFER_SIZE))
+    if cluster:
+        subscribe_now(sio, cluster[0], cluster[1], cluster[2])
     install_diagnostics(lambda: {"sessions": len(sio.eio.sockets),
                                  "sids": sum(len(v) for v in sio.manager.rooms.get("/", {}).values())})
     app = socketio.WSGIApp(sio)

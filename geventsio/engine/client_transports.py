@@ -210,10 +210,21 @@ class HttpConnection:
     def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
+            sock = conn.sock
             try:
                 conn.close()
             except OSError:
                 pass
+            except RuntimeError:
+                # Another greenlet is inside this response's read (a parked poll cut short
+                # by disconnect()): its buffered reader cannot be closed under it, and the
+                # socket's descriptor stays open while it reads. Shutting the socket down
+                # ends that read (with EOF), and the reader closes the rest.
+                if sock is not None:
+                    try:
+                        sock.shutdown(_stdlib_socket.SHUT_RDWR)
+                    except OSError:
+                        pass
 
 
 class Polling:

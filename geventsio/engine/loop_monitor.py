@@ -59,19 +59,25 @@ class Block:
     ended_at: float  # time.monotonic() when the loop turned again
 
 
-def describe_blocker(frame: FrameType | None) -> str:
+def describe_blocker(frame: FrameType | None) -> tuple[str, bool]:
     """Name the code that runs in ``frame`` (the hub thread's innermost frame), for the log.
 
     Prefers the application's function over library internals, and adds the
     Socket.IO namespace and event when a dispatcher frame above it has them.
+    The flag says whether the application is involved (its code, or one of
+    its handlers); a pause of the interpreter's own (a garbage collection at
+    exit, say) is not something the application can fix.
     """
     if frame is None:
-        return "unknown code"
+        return "unknown code", False
     chain = []
     while frame is not None:
         chain.append(frame)
         frame = frame.f_back
-    app_frame = next((f for f in chain if _is_application(f.f_code.co_filename)), chain[0])
+    app_frame = next((f for f in chain if _is_application(f.f_code.co_filename)), None)
+    involved = app_frame is not None
+    if app_frame is None:
+        app_frame = chain[0]
     code = app_frame.f_code
     where = f"{getattr(code, 'co_qualname', code.co_name)} ({code.co_filename}:{app_frame.f_lineno})"
     for f in chain:
@@ -80,9 +86,9 @@ def describe_blocker(frame: FrameType | None) -> str:
         data = getattr(packet, "data", None)
         if isinstance(namespace, str):
             if isinstance(data, list) and data and isinstance(data[0], str):
-                return f"handler {where} of event {data[0]!r} in namespace {namespace!r}"
-            return f"handler {where} in namespace {namespace!r}"
-    return where
+                return f"handler {where} of event {data[0]!r} in namespace {namespace!r}", True
+            return f"handler {where} in namespace {namespace!r}", True
+    return where, involved
 
 
 def _is_application(filename: str) -> bool:
@@ -101,7 +107,7 @@ class LoopMonitor:
         self.pid = os.getpid()
         self.last_block: Block | None = None
         self._last_turn = time.monotonic()
-        self._reported: tuple[float, str] | None = None  # (blocked since, culprit)
+        self._reported: tuple[float, str, int] | None = None  # (blocked since, culprit, log level)
         self._running = True
         self._timer = self.hub.loop.timer(self.period, self.period)
         self._timer.ref = False  # the monitor alone must not keep the loop alive
@@ -116,7 +122,7 @@ class LoopMonitor:
         """The last block if it ended less than ``seconds`` ago (or is still going on)."""
         now = time.monotonic()
         if self._reported is not None:
-            since, culprit = self._reported
+            since, culprit, _ = self._reported
             return Block(now - since, culprit, now)
         block = self.last_block
         if block is not None and now - block.ended_at <= seconds:
@@ -129,9 +135,9 @@ class LoopMonitor:
         reported = self._reported
         if reported is not None:
             self._reported = None
-            since, culprit = reported
+            since, culprit, level = reported
             self.last_block = Block(now - since, culprit, now)
-            logger.warning("the event loop ran again after %.1f s blocked by %s", now - since, culprit)
+            logger.log(level, "the event loop ran again after %.1f s blocked by %s", now - since, culprit)
         self._last_turn = now
         if self.thresholds:
             self.threshold = min(self.thresholds.values())
@@ -150,10 +156,12 @@ class LoopMonitor:
                 # no Python code of anyone's is holding it.
                 del frame
                 continue
-            culprit = describe_blocker(frame)
+            culprit, involved = describe_blocker(frame)
             del frame
-            self._reported = (last_turn, culprit)
-            logger.warning(
+            level = logging.WARNING if involved else logging.DEBUG
+            self._reported = (last_turn, culprit, level)
+            logger.log(
+                level,
                 "the event loop has been blocked for %.1f s by %s: every client of this process "
                 "waits (heartbeats too). Use gevent-friendly I/O there, or move the work to "
                 "start_background_task / a thread pool", stalled, culprit)

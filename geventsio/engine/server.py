@@ -280,7 +280,8 @@ class Server:
     # -- sessions -------------------------------------------------------
 
     def _open_session(self, environ: dict, state: State, query: dict) -> Session | None:
-        sid = secrets.token_urlsafe(15)
+        # Under worker routing the sid starts with its worker's tag (geventsio.worker_routing).
+        sid = environ.get("geventsio.sid_prefix", "") + secrets.token_urlsafe(15)
         if query.get("EIO") == "3":
             session: Session = SessionV3(self, sid, environ, state, binary=not query.get("b64"))
         else:
