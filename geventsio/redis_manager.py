@@ -30,7 +30,6 @@ from . import redis_protocol as proto
 from .adapter import Adapter, SocketInfo
 from .exceptions import TimeoutError
 from .redis_protocol import MalformedMessage, RequestType
-from .socket import to_frames
 from .socketio_packet import Packet, PacketType
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -332,7 +331,7 @@ class RedisAdapter(Adapter):
             return
         if packet.get("type") not in (PacketType.EVENT, PacketType.BINARY_EVENT):
             raise MalformedMessage(f"cannot broadcast a packet of type {packet.get('type')!r}")
-        frames = to_frames(Packet(PacketType.EVENT, self.namespace, packet["data"]))
+        frames = self.server.parser.to_frames(Packet(PacketType.EVENT, self.namespace, packet["data"]))
         self.local_broadcast(frames, rooms, except_rooms)
 
     def on_request(self, raw: bytes) -> None:
@@ -404,7 +403,8 @@ class RedisAdapter(Adapter):
         timeout = timeout_ms / 1000 if isinstance(timeout_ms, (int, float)) else None
         request_id = request.get("requestId")
         ack_id = self.server._next_ack_id()
-        frames = to_frames(Packet(PacketType.EVENT, self.namespace, packet["data"], ack_id))
+        packet = Packet(PacketType.EVENT, self.namespace, packet["data"], ack_id)
+        frames = self.server.parser.to_frames(packet)
 
         def on_ack(*args: Any) -> None:
             if len(args) == 1 and isinstance(args[0], Exception):

@@ -27,7 +27,8 @@ from .engine.session import Session
 from .exceptions import ConnectionRefusedError, DisconnectedError, TimeoutError
 from .namespace import NOT_HANDLED, RESERVED_EVENTS, HandlerDecorators, HandlerTable, Namespace
 from .rooms import RoomsMixin
-from .socket import Connection, Socket, to_frames
+from .parsers import resolve_parser
+from .socket import Connection, Socket
 from .socketio_packet import Packet, PacketType
 
 logger = logging.getLogger("geventsio")
@@ -77,6 +78,8 @@ class Server(RoomsMixin, HandlerDecorators):
     names, compiled regular expressions, callables ``f(name) -> bool``, or
     ``"*"`` for any. With ``always_connect`` a client is told it is connected
     before the ``connect`` handler runs, and a refusal disconnects it.
+    ``serializer`` is ``"default"`` (JSON), ``"msgpack"`` (the npm package
+    ``socket.io-msgpack-parser``) or a parser object (see ``geventsio.parsers``).
     """
 
     reason = Reason
@@ -99,9 +102,10 @@ class Server(RoomsMixin, HandlerDecorators):
         client_manager = client_manager if client_manager is not None else message_queue
         if client_manager is not None and not hasattr(client_manager, "create_adapter"):
             raise TypeError("client_manager must create adapters, like geventsio.RedisManager(url)")
-        for name in ("json", "serializer"):
-            if engine_options.pop(name, None) not in (None, "default"):
-                raise NotImplementedError(f"a custom {name} is not supported yet")
+        if engine_options.pop("json", None) is not None:
+            raise NotImplementedError("a custom json module is not supported yet")
+        self.parser = resolve_parser(engine_options.pop("serializer", None))
+        self._to_frames = self.parser.to_frames
         for name in _NO_OP_OPTIONS:
             engine_options.pop(name, None)
         setup_logger("geventsio", logger)
@@ -185,7 +189,7 @@ class Server(RoomsMixin, HandlerDecorators):
         if adapter is None:
             return 0
         if callback is None:
-            frames = to_frames(Packet(PacketType.EVENT, nsp, data))
+            frames = self._to_frames(Packet(PacketType.EVENT, nsp, data))
             if len(rooms) == 1 and not except_rooms:
                 # The common reply: to one local client by its sid, no set arithmetic, no cluster.
                 for room in rooms:
@@ -196,7 +200,7 @@ class Server(RoomsMixin, HandlerDecorators):
             return adapter.broadcast(data, frames, rooms, except_rooms)
         # One ack id for the whole broadcast: every client answers to the same id.
         ack_id = self._next_ack_id()
-        frames = to_frames(Packet(PacketType.EVENT, nsp, data, ack_id))
+        frames = self._to_frames(Packet(PacketType.EVENT, nsp, data, ack_id))
         return adapter.broadcast_with_ack(frames, ack_id, callback, timeout, direct, rooms, except_rooms)
 
     def _next_ack_id(self) -> int:
@@ -328,12 +332,12 @@ class Server(RoomsMixin, HandlerDecorators):
         session = conn.session
         existing = conn.sockets.get(nsp)
         if existing is not None:
-            session.send_frames(to_frames(Packet(PacketType.CONNECT, nsp, {"sid": existing.sid})))
+            session.send_frames(conn.to_frames(Packet(PacketType.CONNECT, nsp, {"sid": existing.sid})))
             return
         if not self._namespace_accepted(nsp):
             logger.info("session %s: refused unknown namespace %r", session.sid, nsp)
             refusal = {"message": "Invalid namespace"}
-            session.send_frames(to_frames(Packet(PacketType.CONNECT_ERROR, nsp, refusal)))
+            session.send_frames(conn.to_frames(Packet(PacketType.CONNECT_ERROR, nsp, refusal)))
             return
         socket = Socket(secrets.token_urlsafe(15), nsp, conn)
         conn.sockets[nsp] = socket
@@ -341,7 +345,7 @@ class Server(RoomsMixin, HandlerDecorators):
         self._adapter(nsp).add_socket(socket, packet.data)
         if self.always_connect:
             # Accepted before the handler runs; a refusal then becomes a disconnect.
-            session.send_frames(to_frames(Packet(PacketType.CONNECT, nsp, {"sid": socket.sid})))
+            session.send_frames(conn.to_frames(Packet(PacketType.CONNECT, nsp, {"sid": socket.sid})))
             socket.mark_connected()
         refusal: dict | None = None
         try:
@@ -365,10 +369,10 @@ class Server(RoomsMixin, HandlerDecorators):
             self._detach(socket)
             self._remove_from_adapter(socket)
             self.sockets.pop(socket.sid, None)
-            session.send_frames(to_frames(Packet(PacketType.CONNECT_ERROR, nsp, refusal)))
+            session.send_frames(conn.to_frames(Packet(PacketType.CONNECT_ERROR, nsp, refusal)))
             return
         if not socket.connected:
-            session.send_frames(to_frames(Packet(PacketType.CONNECT, nsp, {"sid": socket.sid})))
+            session.send_frames(conn.to_frames(Packet(PacketType.CONNECT, nsp, {"sid": socket.sid})))
             socket.mark_connected()
 
     def _handle_event(self, conn: Connection, packet: Packet) -> None:
