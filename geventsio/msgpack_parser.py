@@ -69,6 +69,8 @@ def _pack_default(obj: Any) -> Any:
         if obj.tzinfo is None:
             obj = obj.replace(tzinfo=datetime.timezone.utc)
         return msgpack.ExtType(0, _I64.pack((obj - _EPOCH) // _MILLISECOND))
+    if isinstance(obj, int):  # msgpack asks here for an int beyond 64 bits
+        raise ValueError(f"integer {obj} is beyond msgpack's 64 bits")
     raise TypeError(f"Object of type {type(obj).__name__} is not msgpack serializable")
 
 
