@@ -153,7 +153,8 @@ def random_packet(rng: random.Random) -> Packet:
         return Packet(ptype, nsp, rng.choice(["refused", {"message": "no", "data": random_value(rng)}]))
     args = [random_value(rng) for _ in range(rng.randrange(4))]
     if ptype is T.EVENT:
-        return Packet(ptype, nsp, ["ev" + str(rng.randrange(9)), *args], rng.choice([None, rng.randrange(2**40)]))
+        ack_id = rng.choice([None, rng.randrange(2**40)])
+        return Packet(ptype, nsp, ["ev" + str(rng.randrange(9)), *args], ack_id)
     return Packet(ptype, nsp, args, rng.randrange(2**40))
 
 
@@ -194,7 +195,7 @@ def test_decodes_arraybuffers_undefined_dates_and_client_options(node_codec):
         Packet(T.EVENT, "/", ["typed", bytes.fromhex("0a0b0c0d0e0f1011")]),
         Packet(T.EVENT, "/", ["undef", None, [1, None]]),
         Packet(T.EVENT, "/", ["date", datetime.datetime(2024, 2, 29, 12, 30, 15, 123000, tzinfo=UTC),
-                             datetime.datetime(1969, 12, 31, 23, 59, 59, tzinfo=UTC)]),
+                              datetime.datetime(1969, 12, 31, 23, 59, 59, tzinfo=UTC)]),
         Packet(T.EVENT, "/", ["mixed", datetime.datetime(1970, 1, 1, tzinfo=UTC), bytes(range(8))]),
         Packet(T.CONNECT, "/"),
         Packet(T.ACK, "/x", [b"\xff"], 0),
@@ -214,6 +215,7 @@ def test_other_extensions_decode_as_notepack_does(node_codec):
         [0, {"$bin": "6162"}], [-5, {"$bin": "07"}]]}]
     assert same(mp.decode(frame), Packet(T.EVENT, "/", [
         "ext", [5, b"abc"], [-1, bytes(4)], [-1, bytes(8)], [0, b"ab"], [-5, b"\x07"]]))
+
 
 INVALID = [
     {"type": 5, "data": ["ev"], "nsp": "/"},  # no binary types in this parser
@@ -320,10 +322,9 @@ wire_values = st.recursive(wire_leaves, lambda inner: st.one_of(
 
 
 @SETTINGS
-@given(st.fixed_dictionaries({}, optional={"type": st.one_of(st.integers(-1, 7), wire_values),
-                                            "nsp": st.one_of(namespaces, wire_values),
-                                            "data": wire_values, "id": st.one_of(ack_ids, wire_values)}),
-       st.integers(0, 2**16))
+@given(st.fixed_dictionaries({}, optional={
+    "type": st.one_of(st.integers(-1, 7), wire_values), "nsp": st.one_of(namespaces, wire_values),
+    "data": wire_values, "id": st.one_of(ack_ids, wire_values)}), st.integers(0, 2**16))
 def test_structured_hostile_input_gives_a_packet_or_a_protocol_error(obj, cut):
     frame = msgpack.packb(obj, datetime=True)
     for candidate in (frame, frame[:cut], frame + b"\xc0"):
