@@ -226,3 +226,22 @@ def test_python_client_with_msgpack(serve_app, make_client, transports):
         refused.connect(running.url, transports=["websocket"], namespaces=["/private"], wait_timeout=WAIT)
     assert errors.wait_for(1) == [{"message": "nope", "data": {"code": 403, "blob": b"\x01"}}]
     refused.disconnect()
+
+
+def test_flask_test_client_speaks_the_servers_parser():
+    flask = pytest.importorskip("flask")
+    from geventsio.flask import SocketIO, emit
+
+    app = flask.Flask(__name__)
+    socketio = SocketIO(app, serializer="msgpack")
+
+    @socketio.on("echo")
+    def echo(*args):
+        emit("echoed", args)
+        return args
+
+    client = socketio.test_client(app)
+    when = datetime.datetime(2024, 1, 2, 3, 4, 5, 6000, tzinfo=UTC)
+    assert client.emit("echo", b"\x00\xff", when, callback=True) == [b"\x00\xff", when]
+    assert client.get_received() == [{"name": "echoed", "args": [b"\x00\xff", when], "namespace": "/"}]
+    client.disconnect()
