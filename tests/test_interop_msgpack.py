@@ -19,6 +19,7 @@ from typing import Any
 import gevent
 import pytest
 from gevent.event import AsyncResult
+import redis_support
 from node_support import require_npm_packages, run_node_report
 
 import geventsio
@@ -245,3 +246,30 @@ def test_flask_test_client_speaks_the_servers_parser():
     assert client.emit("echo", b"\x00\xff", when, callback=True) == [b"\x00\xff", when]
     assert client.get_received() == [{"name": "echoed", "args": [b"\x00\xff", when], "namespace": "/"}]
     client.disconnect()
+
+
+def test_redis_cluster_of_json_and_msgpack_servers(serve_app, make_client):
+    """The cluster's wire does not depend on the parser: each server re-encodes what the others
+    broadcast with its own parser."""
+    r = redis_support.require_redis()
+    key = redis_support.unique_key()
+    servers = {}
+    for serializer in ("default", "msgpack"):
+        manager = geventsio.RedisManager(redis_support.REDIS_URL, key=key, requests_timeout=5)
+        sio = geventsio.Server(client_manager=manager, serializer=serializer)
+        sio.on("connect", lambda sid, environ, auth, s=sio: s.enter_room(sid, "r"))
+        servers[serializer] = (sio, serve_app(sio, path="socket.io"))
+    redis_support.wait_subscribers(r, key, 2)
+
+    inboxes = {}
+    for serializer, (sio, running) in servers.items():
+        client = make_client(serializer=serializer, reconnection=False)
+        inboxes[serializer] = Log()
+        client.on("room-msg", inboxes[serializer])
+        client.connect(running.url, transports=["websocket"], wait_timeout=WAIT)
+
+    json_sio, msgpack_sio = servers["default"][0], servers["msgpack"][0]
+    json_sio.emit("room-msg", ("from json", b"\x00\xff"), to="r")
+    msgpack_sio.emit("room-msg", ("from msgpack", {"b": b"\x01"}), to="r")
+    for inbox in inboxes.values():
+        assert sorted(inbox.wait_for(2)) == [("from json", b"\x00\xff"), ("from msgpack", {"b": b"\x01"})]
