@@ -273,3 +273,23 @@ def test_redis_cluster_of_json_and_msgpack_servers(serve_app, make_client):
     msgpack_sio.emit("room-msg", ("from msgpack", {"b": b"\x01"}), to="r")
     for inbox in inboxes.values():
         assert sorted(inbox.wait_for(2)) == [("from json", b"\x00\xff"), ("from msgpack", {"b": b"\x01"})]
+
+
+def test_python_socketio_client_with_msgpack(serve_app):
+    """python-socketio's serializer="msgpack" speaks the same parser."""
+    socketio = pytest.importorskip("socketio")
+    sio = new_server()
+    sio.on("echo", lambda sid, *args: args)
+    sio.on("push", lambda sid: sio.emit("pushed", ("x", b"\x00\x01"), to=sid))
+    running = serve_app(sio, path="socket.io")
+
+    client = socketio.Client(serializer="msgpack", reconnection=False)
+    pushed: AsyncResult = AsyncResult()
+    client.on("pushed", lambda *args: pushed.set(args))
+    client.connect(running.url, transports=["websocket"], wait_timeout=WAIT, namespaces=["/"])
+    try:
+        assert client.call("echo", (1, {"b": b"\xff"}, "ü"), timeout=WAIT) == (1, {"b": b"\xff"}, "ü")
+        client.emit("push")
+        assert get(pushed) == ("x", b"\x00\x01")
+    finally:
+        client.disconnect()
