@@ -26,7 +26,6 @@ carried (msgpack strings are UTF-8) and raise ``ValueError``.
 from __future__ import annotations
 
 import datetime
-import re
 import struct
 from typing import Any
 
@@ -123,27 +122,49 @@ def _ext_value(code: int, data: bytes, fixed: bool) -> Any:
     return [code, data]
 
 
-def _fast_ext_hook(code: int, data: bytes) -> Any:
-    # Only used when the message holds no ext 8 whose length a fixext could
-    # have (see _AMBIGUOUS), so the length tells the format apart.
-    return _ext_value(code, data, len(data) in _FIXEXT_SIZES)
-
-
 # msgpack's C unpacker hands an extension to ext_hook without saying which
 # format carried it, but notepack.io gives type 0 a different meaning in ext
-# 8/16/32 (ArrayBuffer) than in fixext (undefined, Date); and it decodes type -1
-# as a plain extension where msgpack makes a Timestamp. A message where such
-# bytes occur anywhere (they may also be inside a string or a binary) is decoded
-# by the careful path, which reads each extension's header itself.
-_AMBIGUOUS = re.compile(
-    rb"(?:\xc7|\xc8\x00|\xc9\x00\x00\x00)[\x01\x02\x04\x08\x10]\x00"
-    rb"|[\xd4-\xd8]\xff|\xc7.\xff|\xc8..\xff|\xc9....\xff",
-    re.DOTALL,
-)
+# 8/16/32 (ArrayBuffer) than in fixext (undefined, Date); and it reads type -1
+# as a plain extension where msgpack makes a Timestamp. So the fast path (C)
+# gives way to the careful one (a Python walk that reads each extension's
+# header) when a type 0 extension has a size a fixext could have, or when the
+# message may hold a type -1 extension: a Timestamp (sizes 4, 8, 12) needs one
+# of the byte pairs below, and any other size makes the C unpacker fail.
+_TIMESTAMP_PAIRS = (b"\xd6\xff", b"\xd7\xff", b"\x04\xff", b"\x08\xff", b"\x0c\xff")
+_fixext_sized_type0: list[bool] = []  # set by _fast_ext_hook during one decode
+
+
+def _fast_ext_hook(code: int, data: bytes) -> Any:
+    if code == 0:
+        if len(data) in _FIXEXT_SIZES:
+            _fixext_sized_type0.append(True)  # the careful path will read it
+            return None
+        return data  # only ext 8/16/32 carry other sizes: an ArrayBuffer
+    return [code, data]
+
+
+def _maybe_timestamp(frame: bytes) -> bool:
+    return b"\xff" in frame and any(pair in frame for pair in _TIMESTAMP_PAIRS)
 
 
 def _unpack_fast(frame: bytes) -> Any:
     return msgpack.unpackb(frame, raw=False, ext_hook=_fast_ext_hook, strict_map_key=True)
+
+
+def _unpack(frame: bytes) -> Any:
+    """The fast path when it is sure to read the message as notepack.io does, else the careful one."""
+    if _maybe_timestamp(frame):
+        return _unpack_careful(frame)
+    _fixext_sized_type0.clear()
+    try:
+        obj = _unpack_fast(frame)
+    except Exception:
+        if b"\xff" in frame:  # perhaps a type -1 extension of a size msgpack refuses
+            return _unpack_careful(frame)
+        raise
+    if _fixext_sized_type0:
+        return _unpack_careful(frame)
+    return obj
 
 
 _EXT_HEADERS = {  # prefix: (header length, data size: a struct after the prefix, or fixed)
@@ -154,7 +175,7 @@ _SIGNED_BYTE = struct.Struct(">b")  # the type byte, just before the data
 
 
 def _unpack_careful(frame: bytes) -> Any:
-    """Decode like _unpack_fast, walking containers in Python to read extension headers."""
+    """Decode as notepack.io does, walking containers in Python to read extension headers."""
     unpacker = msgpack.Unpacker(raw=False, strict_map_key=True, max_buffer_size=max(len(frame), 1))
     unpacker.feed(frame)
 
@@ -204,10 +225,7 @@ def decode(frame: bytes) -> Packet:
     non-negative integer, or data of the wrong shape for the type.
     """
     try:
-        if _AMBIGUOUS.search(frame) is None:
-            obj = _unpack_fast(frame)
-        else:
-            obj = _unpack_careful(frame)
+        obj = _unpack(frame)
     except ProtocolError:
         raise
     except Exception as exc:  # hostile bytes: every unpack failure is the peer's
