@@ -388,8 +388,9 @@ def test_deep_nesting_is_refused(careful):
         mp.decode(frame)
 
 
-def test_lengths_beyond_the_message_are_refused_without_allocating():
-    header = b"\x83\xa4type\x02\xa3nsp\xa1/\xa4data"
+@pytest.mark.parametrize("careful", [False, True])
+def test_lengths_beyond_the_message_are_refused_without_allocating(careful):
+    header = b"\x83\xa4type\x02\xa3nsp\xa1/\xa4data" + (b"\x92\xd6\xff" + bytes(4) if careful else b"")
     for claim in (b"\xdd\xff\xff\xff\xff", b"\xdf\xff\xff\xff\xff", b"\xdb\xff\xff\xff\xff",
                   b"\xc6\xff\xff\xff\xff", b"\xc9\xff\xff\xff\xff\x00"):
         with pytest.raises(ProtocolError):
