@@ -12,6 +12,7 @@ server's gets its connection closed as a parse error, both ways round.
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,14 @@ CLIENT_TIMEOUT_MS = 10_000
 UTC = datetime.timezone.utc
 
 require_npm_packages(MSGPACK_DIR)
+
+
+def test_node_packages_are_the_versions_this_parser_speaks():
+    def version(name: str) -> str:
+        return json.loads((MSGPACK_DIR / "node_modules" / name / "package.json").read_text())["version"]
+
+    assert version("socket.io-client").split(".")[0] == "4"
+    assert version("socket.io-msgpack-parser").split(".")[0] == "3"
 
 
 def new_server(**options: Any) -> geventsio.Server:
