@@ -13,7 +13,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from .engine.packet import PacketType as EIOType, decode_payload, encode_payload
-from .socketio_packet import Decoder, Packet, PacketType, encode
+from .socketio_packet import Packet, PacketType
 
 if TYPE_CHECKING:  # pragma: no cover
     import flask
@@ -37,7 +37,7 @@ class SocketIOTestClient:
         self.connect_errors: dict[str, Any] = {}
         self.queue: list[dict] = []
         self.acks: dict[int, list] = {}
-        self._decoder = Decoder(max_attachments=socketio._srv().max_attachments)
+        self._decoder = socketio._srv().parser.decoder(socketio._srv().max_attachments)
         self._ack_ids = itertools.count(1)
         self._query_string = query_string
         self._headers = headers
@@ -57,8 +57,7 @@ class SocketIOTestClient:
         return resp.status_code, resp.get_data(as_text=True)
 
     def _post_packet(self, packet: Packet) -> None:
-        parts = encode(packet)
-        frames = ["4" + parts[0], *parts[1:]]
+        frames = self.socketio._srv().parser.to_frames(packet)
         status, body = self._request("POST", encode_payload(frames))
         if status != 200:
             raise RuntimeError(f"the server refused a packet: HTTP {status} {body}")
@@ -115,7 +114,7 @@ class SocketIOTestClient:
             if headers is not None:
                 self._headers = headers
             self.eio_sid = None
-            self._decoder = Decoder(max_attachments=self.socketio._srv().max_attachments)
+            self._decoder = self.socketio._srv().parser.decoder(self.socketio._srv().max_attachments)
             status, body = self._request("GET")
             if status != 200 or not body.startswith("0"):
                 raise RuntimeError(f"handshake failed: HTTP {status} {body}")

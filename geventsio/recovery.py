@@ -40,7 +40,6 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import gevent
 
-from .socket import to_frames
 from .socketio_packet import Packet, PacketType
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -256,7 +255,10 @@ def attach_recovery_store(server: "Server", nsp: str, adapter: "Adapter") -> Non
     if options is None:
         return
     make = getattr(server.client_manager, "create_recovery_store", None)
-    store = make(nsp, options) if make is not None else InMemoryRecoveryStore(nsp, options, to_frames)
+    if make is not None:
+        store = make(nsp, options)
+    else:
+        store = InMemoryRecoveryStore(nsp, options, server.parser.to_frames)
 
     def on_empty() -> None:
         # On the loop (a timer): dropping an idle namespace may block, so it gets a greenlet.

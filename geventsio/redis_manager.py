@@ -35,7 +35,6 @@ from .adapter import Adapter, SocketInfo
 from .exceptions import TimeoutError
 from .redis_protocol import MalformedMessage, RequestType
 from .redis_publisher import Publisher
-from .socket import to_frames
 from .socketio_packet import Packet, PacketType
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -477,7 +476,7 @@ class RedisAdapter(Adapter):
         if self.recovery is not None and not volatile:
             frames = self.recovery.record(packet["data"], frozenset(rooms), frozenset(except_rooms))
         else:
-            frames = to_frames(Packet(PacketType.EVENT, self.namespace, packet["data"]))
+            frames = self.server.parser.to_frames(Packet(PacketType.EVENT, self.namespace, packet["data"]))
         self.local_broadcast(frames, rooms, except_rooms, volatile)
 
     def on_request(self, raw: bytes) -> None:
@@ -549,7 +548,8 @@ class RedisAdapter(Adapter):
         timeout = timeout_ms / 1000 if isinstance(timeout_ms, (int, float)) else None
         request_id = request.get("requestId")
         ack_id = self.server._next_ack_id()
-        frames = to_frames(Packet(PacketType.EVENT, self.namespace, packet["data"], ack_id))
+        packet = Packet(PacketType.EVENT, self.namespace, packet["data"], ack_id)
+        frames = self.server.parser.to_frames(packet)
 
         def on_ack(*args: Any) -> None:
             if len(args) == 1 and isinstance(args[0], Exception):

@@ -29,7 +29,8 @@ from .legacy import LegacyConnection
 from .namespace import NOT_HANDLED, RESERVED_EVENTS, HandlerDecorators, HandlerTable, Namespace
 from .recovery import RecoveryOptions
 from .rooms import RoomsMixin
-from .socket import Connection, Socket, to_frames
+from .parsers import resolve_parser
+from .socket import Connection, Socket
 from .socketio_packet import Packet, PacketType
 
 logger = logging.getLogger("geventsio")
@@ -85,6 +86,9 @@ class Server(RoomsMixin, HandlerDecorators):
     or True for the defaults) lets a client that lost its connection come back
     with its sid, rooms and session and receive what it missed; see
     ``is_recovered``.
+
+    ``serializer`` is ``"default"`` (JSON), ``"msgpack"`` (the npm package
+    ``socket.io-msgpack-parser``) or a parser object (see ``geventsio.parsers``).
     """
 
     reason = Reason
@@ -111,9 +115,10 @@ class Server(RoomsMixin, HandlerDecorators):
             client_manager = RedisManager(client_manager)
         if client_manager is not None and not hasattr(client_manager, "create_adapter"):
             raise TypeError("client_manager must create adapters, like geventsio.RedisManager(url)")
-        for name in ("json", "serializer"):
-            if engine_options.pop(name, None) not in (None, "default"):
-                raise NotImplementedError(f"a custom {name} is not supported yet")
+        if engine_options.pop("json", None) is not None:
+            raise NotImplementedError("a custom json module is not supported yet")
+        self.parser = resolve_parser(engine_options.pop("serializer", None))
+        self._to_frames = self.parser.to_frames
         for name in _NO_OP_OPTIONS:
             engine_options.pop(name, None)
         setup_logger("geventsio", logger)
@@ -214,7 +219,7 @@ class Server(RoomsMixin, HandlerDecorators):
                 observer.events_sent(adapter, rooms, except_rooms, data)
         if callback is None:
             if adapter.recovery is None or volatile:  # a volatile packet is not worth replaying
-                frames = to_frames(Packet(PacketType.EVENT, nsp, data))
+                frames = self._to_frames(Packet(PacketType.EVENT, nsp, data))
             else:  # logged, and the offset appended, for clients that come back
                 frames = adapter.recovery.record(data, rooms, except_rooms)
             if len(rooms) == 1 and not except_rooms:
@@ -229,7 +234,7 @@ class Server(RoomsMixin, HandlerDecorators):
             return adapter.broadcast(data, frames, rooms, except_rooms, volatile)
         # One ack id for the whole broadcast: every client answers to the same id.
         ack_id = self._next_ack_id()
-        frames = to_frames(Packet(PacketType.EVENT, nsp, data, ack_id))
+        frames = self._to_frames(Packet(PacketType.EVENT, nsp, data, ack_id))
         return adapter.broadcast_with_ack(frames, ack_id, callback, timeout, direct, rooms, except_rooms,
                                           data, on_remote_count)
 
@@ -435,7 +440,7 @@ class Server(RoomsMixin, HandlerDecorators):
         if adapter.recovery is not None:
             recovery.start_socket(socket, adapter, restored)
             if restored is not None and self.connection_state_recovery.skip_middlewares:
-                session.send_frames(to_frames(Packet(PacketType.CONNECT, nsp, socket.connect_payload())))
+                session.send_frames(conn.connect_frames(nsp, socket))
                 socket.mark_connected()
                 return
         if self.always_connect:

@@ -9,19 +9,13 @@ import gevent
 
 from .engine.session import Session
 from .exceptions import DisconnectedError, ProtocolError, TimeoutError
-from .socketio_packet import Decoder, Packet, PacketType, encode
+from .parsers import to_json_frames as to_frames  # noqa: F401 - other modules import it from here
+from .socketio_packet import Packet, PacketType
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import Server
 
 logger = logging.getLogger("geventsio")
-
-
-def to_frames(packet: Packet) -> list:
-    """Encode a packet as the Engine.IO frames that carry it: text with the ``4`` prefix, then binaries."""
-    parts = encode(packet)
-    parts[0] = "4" + parts[0]
-    return parts
 
 
 class PendingAck:
@@ -117,7 +111,7 @@ class Socket:
         return self.connected and self.connection.session.send_volatile(frames)
 
     def send_packet(self, packet: Packet) -> None:
-        self.deliver(to_frames(packet))
+        self.deliver(self.connection.to_frames(packet))
 
     def expect_ack(self, ack_id: int, callback: Callable[..., Any], timeout: float | None,
                    direct: bool = False) -> None:
@@ -133,11 +127,12 @@ class Socket:
 class Connection:
     """The Socket.IO side of one Engine.IO session: its decoder and its namespace sockets."""
 
-    __slots__ = ("session", "decoder", "sockets", "connect_timer")
+    __slots__ = ("session", "decoder", "to_frames", "sockets", "connect_timer")
 
     def __init__(self, session: Session, server: "Server"):
         self.session = session
-        self.decoder = Decoder(max_attachments=server.max_attachments)
+        self.decoder = server.parser.decoder(server.max_attachments)
+        self.to_frames = server.parser.to_frames  # the server's parser, for replies to this client
         self.sockets: dict[str, Socket] = {}
         self.connect_timer = gevent.get_hub().loop.timer(server.connect_timeout)
         self.connect_timer.start(self._connect_timeout)
@@ -150,11 +145,11 @@ class Connection:
 
     def connect_frames(self, namespace: str, socket: Socket) -> list:
         """The frames telling the client it joined ``namespace`` as ``socket``."""
-        return to_frames(Packet(PacketType.CONNECT, namespace, socket.connect_payload()))
+        return self.to_frames(Packet(PacketType.CONNECT, namespace, socket.connect_payload()))
 
     def refusal_frames(self, namespace: str, refusal: dict) -> list:
         """The frames refusing ``namespace``; ``refusal`` is ``{"message": ..., ["data": ...]}``."""
-        return to_frames(Packet(PacketType.CONNECT_ERROR, namespace, refusal))
+        return self.to_frames(Packet(PacketType.CONNECT_ERROR, namespace, refusal))
 
     def feed(self, data: str | bytes) -> Packet | None:
         """Decode one Engine.IO message; a protocol violation closes the session."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from geventsio.exceptions import ProtocolError
 
-__all__ = ["Decoder", "Packet", "PacketType", "decode_text", "encode"]
+__all__ = ["Decoder", "Packet", "PacketType", "decode_text", "encode", "payload_ok"]
 
 
 class PacketType(enum.IntEnum):
@@ -176,7 +176,8 @@ def encode(packet: Packet) -> list[str | bytes]:
     return [head + body, *attachments]
 
 
-def _payload_ok(ptype: PacketType, data: Any, ack_id: int | None) -> bool:
+def payload_ok(ptype: PacketType, data: Any, ack_id: int | None) -> bool:
+    """Whether ``data`` (and ``ack_id``) have the shape the packet type requires (any parser)."""
     if ptype is PacketType.EVENT or ptype is PacketType.BINARY_EVENT:
         return type(data) is list and len(data) > 0 and type(data[0]) is str
     if ptype is PacketType.ACK or ptype is PacketType.BINARY_ACK:
@@ -222,7 +223,7 @@ def decode_text(s: str) -> tuple[Packet, int]:
         except (ValueError, RecursionError) as e:
             # RecursionError: hostile nesting depth, not a bug of ours.
             raise ProtocolError(f"invalid JSON payload: {e}") from None
-    if not _payload_ok(ptype, data, ack_id):
+    if not payload_ok(ptype, data, ack_id):
         raise ProtocolError(f"invalid payload for {ptype.name}")
     return Packet(ptype, namespace or "/", data, ack_id), count
 

@@ -73,5 +73,9 @@ def test_python_socketio_options_are_accepted(option):
 def test_unsupported_options_say_so():
     with pytest.raises(ValueError, match="gevent only"):
         geventsio.Server(async_mode="asyncio")
-    with pytest.raises(NotImplementedError, match="serializer"):
-        geventsio.Server(serializer="msgpack")
+    with pytest.raises(ValueError, match="unsupported serializer 'pickle'"):
+        geventsio.Server(serializer="pickle")
+    with pytest.raises(ValueError, match="unsupported serializer"):
+        geventsio.Client(serializer=dict)
+    with pytest.raises(NotImplementedError, match="json"):
+        geventsio.Server(json=object())

@@ -35,9 +35,9 @@ class App:
     """A server with recovery on, the handlers the tests use, and what they saw."""
 
     def __init__(self, serve_app: Any, ping_timeout: float = 2, client_manager: Any = None,
-                 **recovery: Any):
+                 serializer: str = "default", **recovery: Any):
         self.sio = geventsio.Server(connection_state_recovery=recovery or True, client_manager=client_manager,
-                                    ping_interval=0.5, ping_timeout=ping_timeout)
+                                    ping_interval=0.5, ping_timeout=ping_timeout, serializer=serializer)
         self.connects = Log()  # (sid, recovered, auth) per connect handler call
         self.disconnects = Log()  # (sid, reason), added once the session is kept or dropped
         sio = self.sio
@@ -157,6 +157,18 @@ def test_recovers_sid_rooms_session_and_every_missed_packet_in_order(serve_app, 
     assert [c[0] for c in app.connects.items] == [other.client.get_sid(), sid]
     assert ("news", 1) not in other.received.items and ("news", 3) in other.received.items
     assert len(app.store()) == 0  # restored once: the pid is spent
+
+
+def test_recovery_speaks_the_servers_parser(serve_app, make_client):
+    # The packet log holds frames encoded once, by the server's parser (msgpack here).
+    app = App(serve_app, serializer="msgpack")
+    gated = GatedClient(make_client, app.url, serializer="msgpack")
+    sid = setup(app, gated)
+    lose(app, gated, sid)
+    app.sio.emit("news", 1, to="a")
+    app.sio.emit("direct", b"\x00\xff", to=sid)
+    assert gated.come_back() == (sid, True)
+    assert gated.received.wait_for(3) == [("news", 0), ("news", 1), ("direct", b"\x00\xff")]
 
 
 def test_a_recovered_client_can_be_lost_and_recovered_again(serve_app, make_client):

@@ -81,7 +81,7 @@ from ..engine import client as eio_client
 from ..engine.client import ConnectionError, EngineClient
 from ..exceptions import GeventSIOError, TimeoutError
 from ..namespace import RESERVED_EVENTS, HandlerDecorators
-from ..socket import to_frames
+from ..parsers import resolve_parser
 from ..socketio_packet import Packet, PacketType
 
 __all__ = ["BadNamespaceError", "BufferFullError", "Client", "ClientNamespace", "ConnectionError",
@@ -125,9 +125,11 @@ class Client(HandlerDecorators):
                  max_buffered_packets: int = 1000, request_timeout: float = 5,
                  ssl_verify: bool = True, max_queued_bytes: int = 16 * 1024 * 1024,
                  max_inbox: int = 1024, engineio_logger: Any = False, handle_sigint: bool = True,
-                 serializer: str = "default", json: Any = None, **kwargs: Any):
-        if serializer != "default" or json is not None:
-            raise NotImplementedError("a custom serializer or json module is not supported")
+                 serializer: Any = "default", json: Any = None, **kwargs: Any):
+        if json is not None:
+            raise NotImplementedError("a custom json module is not supported")
+        # "default" (JSON), "msgpack" or a parser object: see geventsio.parsers.
+        self.parser = resolve_parser(serializer)
         if kwargs:
             raise TypeError(f"unsupported options: {', '.join(sorted(kwargs))}")
         if retries and ack_timeout is None:
@@ -368,7 +370,7 @@ class Client(HandlerDecorators):
         wants_ack = callback is not None or waiter is not None
         sequential = bool(self.retries) and not volatile
         ack_id = next(self._ids) if wants_ack or sequential else None
-        frames = to_frames(Packet(PacketType.EVENT, ns.name, [event, *args_of(data)], ack_id))
+        frames = self.parser.to_frames(Packet(PacketType.EVENT, ns.name, [event, *args_of(data)], ack_id))
         out = Outgoing(ns.name, frames, ack_id, callback, waiter, timeout, sequential, volatile)
         self.delivery.submit(ns, out)
         return out

@@ -2,7 +2,7 @@
 handshakes on it, and the reconnection loop (the part socket.io-client calls its Manager).
 
 It is the Engine.IO session's listener. ``on_message`` runs on the reader:
-it decodes with ``socketio_packet.Decoder``, resolves acks at once, updates
+it decodes with the client's parser, resolves acks at once, updates
 namespace state, and queues everything that runs user code on the
 dispatcher. ``on_close`` runs once per session on whichever greenlet noticed
 the end and decides: reconnect, or finish.
@@ -22,8 +22,7 @@ from ..engine import client as eio_client
 from ..engine.client import ConnectionError, EngineClient
 from ..compat import args_of
 from ..exceptions import DisconnectedError, ProtocolError
-from ..socket import to_frames
-from ..socketio_packet import Decoder, Packet, PacketType
+from ..socketio_packet import Packet, PacketType
 
 if TYPE_CHECKING:  # pragma: no cover
     from .client import Client
@@ -63,7 +62,7 @@ class Manager:
         self.client = client
         self.delivery = client.delivery
         self.schedule = client.dispatcher.schedule
-        self.decoder = Decoder()
+        self.decoder = client.parser.decoder()
         self.reconnect_task: gevent.Greenlet | None = None
         self.answered = Event()  # every wanted namespace answered, or the connection ended
         self.finished = Event()  # disconnected for good (or never connected)
@@ -103,13 +102,13 @@ class Manager:
             eio.close()
             raise ConnectionError("disconnected while connecting")
         self.delivery.engine = eio
-        self.decoder = Decoder()
+        self.decoder = c.parser.decoder()
         auth = real(c.connection_auth)
         frames: list = []
         for ns in self.namespaces.values():
             if ns.active:
                 ns.answered = False
-                frames += to_frames(Packet(PacketType.CONNECT, ns.name, recovery_auth(ns, auth)))
+                frames += c.parser.to_frames(Packet(PacketType.CONNECT, ns.name, recovery_auth(ns, auth)))
         eio.send(frames)
 
     def connect_failed(self, exc: ConnectionError) -> None:
@@ -168,7 +167,7 @@ class Manager:
                 frames: list = []
                 for ns in self.namespaces.values():
                     if ns.connected:
-                        frames += to_frames(Packet(PacketType.DISCONNECT, ns.name))
+                        frames += self.client.parser.to_frames(Packet(PacketType.DISCONNECT, ns.name))
                 eio.send(frames)
             eio.close(eio_client.CLIENT_DISCONNECT)
         self.finish()
@@ -292,7 +291,7 @@ class Manager:
         result = self.client.table.trigger(event, nsp, tuple(args))
         # The ack goes back on the connection the event came from, if it is still there.
         if packet.id is not None and result is not NOT_HANDLED and engine.connected:
-            engine.send(to_frames(Packet(PacketType.ACK, nsp, args_of(result), packet.id)))
+            engine.send(self.client.parser.to_frames(Packet(PacketType.ACK, nsp, args_of(result), packet.id)))
 
     def manager_event(self, event: str, *args: Any) -> None:
         if event in MANAGER_EVENTS:
