@@ -16,6 +16,9 @@ def __getattr__(name: str):
     if name == "RedisManager":
         from .redis_manager import RedisManager
         return RedisManager
+    if name == "RedisStreamsManager":
+        from .redis_streams import RedisStreamsManager
+        return RedisStreamsManager
     if name == "Emitter":
         from .emitter import Emitter
         return Emitter
@@ -32,6 +35,7 @@ __all__ = [
     "Server",
     "ProtocolError",
     "RedisManager",
+    "RedisStreamsManager",
     "TimeoutError",
     "WSGIApp",
     "engine",
