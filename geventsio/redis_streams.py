@@ -59,6 +59,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger("geventsio.redis")
 
+_MAX_OWN_ENTRIES = 10_000
 UNSEQUENCED = "unsequenced"  # the offset of a packet that never made it into the stream
 
 
@@ -211,16 +212,27 @@ class RedisStreamsAdapter(RedisAdapter):
         self.manager: RedisStreamsManager = manager
         # Restored sockets whose client already had the entries up to this id (see stream_recovery).
         self.floors: dict[str, EntryId] = {}
+        # Room operations appended here (applied when sent): skipped when read back.
+        self.own_entries: set[str] = set()
 
     # -- outgoing ------------------------------------------------------------
 
-    def _append(self, kind: MessageType, data: dict, what: str) -> bool:
+    def _append(self, kind: MessageType, data: dict, what: str) -> str | None:
         try:
-            fields = sp.encode_entry(self.uid, self.namespace, kind, data)
+            # Written as an emitter: Node's servers count the writers of entries as members of the
+            # cluster and would wait for geventsio's answers to requests that come by pub/sub here.
+            fields = sp.encode_entry(sp.EMITTER_UID, self.namespace, kind, data)
         except (TypeError, ValueError) as exc:
             logger.error("cannot send %s to the cluster (%s); applied locally only", what, exc)
-            return False
-        return self.manager.append(fields) is not None
+            return None
+        return self.manager.append(fields)
+
+    def _append_operation(self, kind: MessageType, data: dict, what: str) -> None:
+        entry_id = self._append(kind, data, what)
+        if entry_id is not None:
+            if len(self.own_entries) >= _MAX_OWN_ENTRIES:
+                self.own_entries.clear()  # never read back (the reader is far behind): forget them
+            self.own_entries.add(entry_id)
 
     def broadcast(self, data: list, frames: Any = None, rooms: Iterable[str] = (),
                   except_rooms: Iterable[str] = (), volatile: bool = False) -> int:
@@ -231,7 +243,7 @@ class RedisStreamsAdapter(RedisAdapter):
         """
         rooms, except_rooms = list(rooms), list(except_rooms)
         entry = sp.broadcast_data(self.namespace, data, rooms, except_rooms, volatile)
-        if self._append(MessageType.BROADCAST, entry, repr(data[0])):
+        if self._append(MessageType.BROADCAST, entry, repr(data[0])) is not None:
             return len(self.sids_in(rooms, except_rooms))
         if self.recovery is not None and not volatile:
             # The clients expect an offset as the last argument; this one is in no stream, so
@@ -244,22 +256,23 @@ class RedisStreamsAdapter(RedisAdapter):
                     new_rooms: Iterable[str]) -> None:
         rooms, except_rooms, new_rooms = list(rooms), list(except_rooms), list(new_rooms)
         self.local_add_sockets(rooms, except_rooms, new_rooms)
-        self._append(MessageType.SOCKETS_JOIN, {"opts": {"rooms": rooms, "except": except_rooms},
-                                                "rooms": new_rooms}, "socketsJoin")
+        opts = {"rooms": rooms, "except": except_rooms}
+        self._append_operation(MessageType.SOCKETS_JOIN, {"opts": opts, "rooms": new_rooms}, "socketsJoin")
 
     def del_sockets(self, rooms: Iterable[str], except_rooms: Iterable[str],
                     old_rooms: Iterable[str]) -> None:
         rooms, except_rooms, old_rooms = list(rooms), list(except_rooms), list(old_rooms)
         self.local_del_sockets(rooms, except_rooms, old_rooms)
-        self._append(MessageType.SOCKETS_LEAVE, {"opts": {"rooms": rooms, "except": except_rooms},
-                                                 "rooms": old_rooms}, "socketsLeave")
+        opts = {"rooms": rooms, "except": except_rooms}
+        self._append_operation(MessageType.SOCKETS_LEAVE, {"opts": opts, "rooms": old_rooms}, "socketsLeave")
 
     def disconnect_sockets(self, rooms: Iterable[str], except_rooms: Iterable[str],
                            close: bool = False) -> None:
         rooms, except_rooms = list(rooms), list(except_rooms)
         self.local_disconnect(rooms, except_rooms, close)
-        self._append(MessageType.DISCONNECT_SOCKETS, {"opts": {"rooms": rooms, "except": except_rooms},
-                                                      "close": close}, "disconnectSockets")
+        opts = {"rooms": rooms, "except": except_rooms}
+        self._append_operation(MessageType.DISCONNECT_SOCKETS, {"opts": opts, "close": close},
+                               "disconnectSockets")
 
     # -- incoming (on the manager's stream reader) ------------------------------
 
@@ -274,7 +287,8 @@ class RedisStreamsAdapter(RedisAdapter):
             self._deliver(to_frames(Packet(PacketType.EVENT, self.namespace, event)), at,
                           rooms, except_rooms, volatile)
         elif kind in (MessageType.SOCKETS_JOIN, MessageType.SOCKETS_LEAVE, MessageType.DISCONNECT_SOCKETS):
-            if uid == self.uid:
+            if entry_id in self.own_entries:
+                self.own_entries.discard(entry_id)
                 return  # applied here when it was sent
             if not isinstance(data, dict):
                 raise MalformedMessage("a room operation's data is an object")

@@ -37,6 +37,8 @@ class MessageType(enum.IntEnum):
     DISCONNECT_SOCKETS = 6
 
 
+EMITTER_UID = "emitter"  # the uid of entries from writers that answer no requests
+
 _ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 
 EntryId = tuple  # (milliseconds, sequence): ordered as the stream orders its entries
@@ -163,5 +165,6 @@ def decode_session(raw: bytes | str) -> dict:
     return session
 
 
-__all__ = ["EntryId", "MessageType", "broadcast_data", "decode_broadcast", "decode_entry", "decode_session",
+__all__ = ["EMITTER_UID", "EntryId", "MessageType", "broadcast_data",
+           "decode_broadcast", "decode_entry", "decode_session",
            "encode_entry", "encode_session", "format_entry_id", "has_binary", "parse_entry_id", "targets"]
