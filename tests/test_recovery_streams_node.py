@@ -150,3 +150,37 @@ def test_a_client_lost_by_one_language_is_restored_by_the_other(node_member, mak
         assert state["recovered"] is True
     finally:
         proxy.close()
+
+
+def test_the_official_client_is_restored_by_a_restarted_server(cluster, make_client):  # noqa: F811
+    c = cluster()
+    a, b = c.app("A"), c.app("B")
+    port = a.running.port
+    proc = subprocess.Popen(["node", str(STREAMS_DIR / "client.mjs"), a.url], cwd=STREAMS_DIR,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = iter(proc.stdout)
+        with gevent.Timeout(WAIT, AssertionError("the JS client never joined")):
+            joined = json.loads(next(lines))
+        assert joined["type"] == "joined"
+        sid = joined["id"]
+        a.sio.emit("news", 0, to="a")
+        with gevent.Timeout(WAIT, AssertionError("the JS client never received news 0")):
+            assert json.loads(next(lines)) == {"type": "received"}
+        c.stop(a)  # the client reconnects on its own, to nothing until the restart
+        b.sio.emit("news", 1, to="a")
+        b.sio.emit("direct", (2, b"\x00\xff"), to=sid)
+        b.sio.emit("news", "not for a", to="b")
+        c.app("A2", port=port)
+        with gevent.Timeout(WAIT, AssertionError("the JS client never reported")):
+            report = json.loads(next(lines))
+    finally:
+        proc.kill()
+        proc.wait()
+    assert report["ok"], report
+    assert report["connects"] == [{"id": sid, "recovered": False}, {"id": sid, "recovered": True}]
+    offsets = [args[-1] for args in report["received"]]
+    assert [args[:-1] for args in report["received"]] == [
+        ["news", 0], ["news", 1], ["direct", 2, {"$bin": "00ff"}]]
+    assert offsets[1:] == [eid.decode() for eid, _ in c.r.xrange(c.stream)][1:3]
+    assert report["state"] == {"rooms": sorted([sid, "a"]), "session": {"nickname": "js"}, "recovered": True}
