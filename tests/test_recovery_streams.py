@@ -44,13 +44,16 @@ class Cluster:
         self.max_len = max_len
         self.running: list[RunningServer] = []
 
-    def manager(self, name: str) -> Any:
+    def manager(self, name: str, **options: Any) -> Any:
         return geventsio.RedisStreamsManager(REDIS_URL, stream_name=self.stream, key=self.key,
                                              session_key_prefix=self.prefix, max_len=self.max_len,
-                                             client_name=f"{self.key}-{name}")
+                                             client_name=f"{self.key}-{name}", **options)
 
-    def app(self, name: str, port: int = 0, **recovery: Any) -> App:
-        """A server with recovery on (test_recovery's handlers) on ``port`` (0: any)."""
+    def app(self, name: str, port: int = 0, manager: dict | None = None, **recovery: Any) -> App:
+        """A server with recovery on (test_recovery's handlers) on ``port`` (0: any).
+
+        ``manager``: options of its RedisStreamsManager.
+        """
 
         def serve(sio: geventsio.Server, path: str) -> RunningServer:
             wsgi = geventsio.make_server(geventsio.WSGIApp(sio, socketio_path=path), "127.0.0.1", port)
@@ -59,7 +62,7 @@ class Cluster:
             self.running.append(running)
             return running
 
-        return App(serve, client_manager=self.manager(name), **recovery)
+        return App(serve, client_manager=self.manager(name, **(manager or {})), **recovery)
 
     def stop(self, app: App) -> None:
         """The whole server goes away: its port is closed and it shuts down (sessions kept in Redis)."""
@@ -176,6 +179,41 @@ def test_every_server_delivers_the_clusters_broadcasts_in_one_order_with_the_sam
         assert gated.client.delivery.namespaces["/"].offset == last
 
 
+def kill_reader(c: Cluster, name: str) -> None:
+    """Close the stream reader's Redis connection of server ``name`` (it reconnects after its delay)."""
+    reader = [x for x in c.r.client_list() if x.get("name") == f"{c.key}-{name}-stream"]
+    assert len(reader) == 1
+    c.r.client_kill_filter(_id=reader[0]["id"])
+
+
+def test_a_client_ahead_of_its_new_servers_reader_gets_nothing_twice(cluster, make_client, caplog):
+    """The client comes to B with an offset B's reader has not reached: what B's reader then
+    brings up to that offset the client has already, what follows it is new."""
+    c = cluster()
+    a, b = c.app("A"), c.app("B", manager={"reconnect_delay": 3})
+    caplog.set_level(logging.WARNING, logger="geventsio.redis")
+    proxy = FreezingProxy(a.running.port)
+    try:
+        gated = GatedClient(make_client, proxy.url)
+        sid = setup(a, gated)
+        kill_reader(c, "B")
+        wait_for(lambda: any("lost the Redis stream" in r.getMessage() for r in caplog.records),
+                 "B's reader losing its connection")
+        a.sio.emit("news", 1, to="a")  # received here; B's reader is behind it
+        gated.received.wait_for(2)
+        lose(a, gated, sid)
+        a.sio.emit("news", 2, to="a")  # missed
+        proxy.target = b.running.port
+        assert gated.come_back() == (sid, True)
+        assert not any("reading the stream" in r.getMessage() for r in caplog.records), \
+            "B's reader came back before the client: nothing was ahead of it"
+        a.sio.emit("news", 3, to="a")
+        received = gated.received.wait_for(lambda items: ("news", 3) in items)
+        assert received == [("news", 0), ("news", 1), ("news", 2), ("news", 3)]
+    finally:
+        proxy.close()
+
+
 def test_room_operations_travel_in_the_stream_in_order_with_broadcasts(cluster, make_client):
     c = cluster()
     a, b = c.app("A"), c.app("B")
@@ -264,9 +302,7 @@ def test_the_reader_comes_back_and_delivers_what_was_appended_meanwhile(cluster,
     gated = GatedClient(make_client, a.url)
     setup(a, gated)
     caplog.set_level(logging.WARNING, logger="geventsio.redis")
-    reader = [x for x in c.r.client_list() if x.get("name") == f"{c.key}-A-stream"]
-    assert len(reader) == 1
-    c.r.client_kill_filter(_id=reader[0]["id"])
+    kill_reader(c, "A")
     b.sio.emit("news", "while A's reader was away", to="a")
     wait_for(lambda: any("reading the stream" in r.getMessage() for r in caplog.records),
              "the reader's reconnection")
