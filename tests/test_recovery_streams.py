@@ -235,12 +235,12 @@ def test_room_operations_travel_in_the_stream_in_order_with_broadcasts(cluster, 
 
 def test_after_the_window_the_session_is_gone_from_redis(cluster, make_client):
     c = cluster()
-    a = c.app("A", max_disconnection_duration=1)
+    a = c.app("A", max_disconnection_duration=1.5)
     gated = GatedClient(make_client, a.url)
     sid = setup(a, gated)
     lose(a, gated, sid)
-    assert len(c.sessions()) == 1
-    assert 0 < c.r.ttl(c.sessions()[0]) <= 1
+    [key] = c.sessions()
+    assert 0 < c.r.pttl(key) <= 2000  # whole seconds for Redis: the window rounded up
     a.sio.emit("news", 1, to="a")
     wait_for(lambda: c.sessions() == [], "the session's expiry in Redis")
     new_sid, recovered = gated.come_back()
