@@ -19,6 +19,9 @@ def __getattr__(name: str):
     if name == "RedisStreamsManager":
         from .redis_streams import RedisStreamsManager
         return RedisStreamsManager
+    if name == "StreamsEmitter":
+        from .stream_emitter import StreamsEmitter
+        return StreamsEmitter
     if name == "Emitter":
         from .emitter import Emitter
         return Emitter
@@ -36,6 +39,7 @@ __all__ = [
     "ProtocolError",
     "RedisManager",
     "RedisStreamsManager",
+    "StreamsEmitter",
     "TimeoutError",
     "WSGIApp",
     "engine",

@@ -233,6 +233,28 @@ def test_room_operations_travel_in_the_stream_in_order_with_broadcasts(cluster, 
     assert c.sessions() == []  # a deliberate disconnect ("server disconnect") is not kept
 
 
+def test_a_streams_emitter_reaches_every_server_and_is_replayed(cluster, make_client):
+    c = cluster()
+    a, b = c.app("A"), c.app("B")
+    emitter = geventsio.StreamsEmitter(REDIS_URL, stream_name=c.stream, key=c.key)
+    on_b = GatedClient(make_client, b.url)
+    emitter.to(on_b.client.get_sid()).sockets_join("a")
+    gated = GatedClient(make_client, a.url)
+    sid = setup(a, gated)
+    assert on_b.received.wait_for(1) == [("news", 0)]  # joined "a" by the emitter, in stream order
+    lose(a, gated, sid)
+    emitter.to("a").emit("news", 1)
+    emitter.to("a").except_(on_b.client.get_sid()).emit("news", "not for b")
+    emitter.to("b").emit("news", "not for a")
+    emitter.emit("news", b"\x01")
+    emitter.of("/other").emit("news", "elsewhere")
+    assert on_b.received.wait_for(3) == [("news", 0), ("news", 1), ("news", b"\x01")]
+    assert gated.come_back() == (sid, True)
+    assert gated.received.wait_for(4) == [("news", 0), ("news", 1), ("news", "not for b"), ("news", b"\x01")]
+    with pytest.raises(ValueError):
+        emitter.emit("connect")
+
+
 def test_after_the_window_the_session_is_gone_from_redis(cluster, make_client):
     c = cluster()
     a = c.app("A", max_disconnection_duration=1.5)
