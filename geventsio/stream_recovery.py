@@ -107,7 +107,8 @@ class StreamRecoveryStore:
         client missed more than the stream holds.
         """
         manager = self.manager
-        entries = manager.redis.xrange(manager.stream_name, offset, "+", count=manager.read_count + 1)
+        asked = manager.read_count + 1
+        entries = manager.redis.xrange(manager.stream_name, offset, "+", count=asked)
         if not entries or sp.parse_entry_id(entries[0][0]) != start:
             return None
         missed: list = []
@@ -125,10 +126,11 @@ class StreamRecoveryStore:
                     missed.append((at, frames))
             if budget <= 0:
                 return None
-            if len(entries) <= manager.read_count or cursor >= manager.position:
+            if len(entries) < asked or cursor >= manager.position:
                 break  # the end of the stream, or where the reader is
+            asked = manager.read_count
             entries = manager.redis.xrange(manager.stream_name, "(" + sp.format_entry_id(cursor), "+",
-                                           count=manager.read_count)
+                                           count=asked)
             if not entries:
                 break
         position = manager.position

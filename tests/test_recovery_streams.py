@@ -137,6 +137,20 @@ def test_a_restarted_server_restores_the_session_its_predecessor_lost(cluster, m
     assert [s for s, *_ in restarted.connects.items] == []  # skip_middlewares: no connect handler
 
 
+def test_a_replay_longer_than_one_read_is_read_in_several(cluster, make_client):
+    c = cluster()
+    a = c.app("A", manager={"read_count": 3})
+    gated = GatedClient(make_client, a.url)
+    sid = setup(a, gated)
+    lose(a, gated, sid)
+    for n in range(1, 12):
+        a.sio.emit("news", n, to="a" if n % 3 else "b")
+    assert gated.come_back() == (sid, True)
+    a.sio.emit("news", "after", to="a")
+    received = gated.received.wait_for(lambda items: ("news", "after") in items)
+    assert received == [("news", n) for n in range(12) if n % 3 or n == 0] + [("news", "after")]
+
+
 def test_a_client_cut_from_one_server_is_restored_by_another(cluster, make_client):
     c = cluster()
     a, b = c.app("A"), c.app("B")
