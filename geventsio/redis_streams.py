@@ -41,7 +41,6 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import gevent
 import redis
-from gevent.event import Event
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -99,7 +98,6 @@ class RedisStreamsManager(RedisManager):
         self._stream_reader: gevent.Greenlet | None = None
         # The id of the last entry the reader delivered; None until known (Redis away at start).
         self.position: EntryId | None = None
-        self.reading = Event()  # set once the reader knows where it reads from
 
     def create_adapter(self, namespace: str, server: "Server") -> "RedisStreamsAdapter":
         """The adapter of one namespace (called by the server when the namespace is first used)."""
@@ -155,7 +153,6 @@ class RedisStreamsManager(RedisManager):
     def _find_position(self) -> None:
         last = self._stream_client.xrevrange(self.stream_name, "+", "-", count=1)
         self.position = sp.parse_entry_id(last[0][0]) if last else (0, 0)
-        self.reading.set()
 
     def _read_stream(self) -> None:
         delay = self.reconnect_delay

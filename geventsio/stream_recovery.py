@@ -79,6 +79,8 @@ class StreamRecoveryStore:
         start = sp.parse_entry_id(offset)
         if not isinstance(pid, str) or start is None or len(pid) > 100:
             return None
+        if self.manager.position is None:
+            return None  # the reader has not reached the stream yet: nothing can be replayed exactly
         try:
             raw = self.manager.redis.getdel(self.session_key(pid))
             if raw is None:
