@@ -16,6 +16,12 @@ def __getattr__(name: str):
     if name == "RedisManager":
         from .redis_manager import RedisManager
         return RedisManager
+    if name == "RedisStreamsManager":
+        from .redis_streams import RedisStreamsManager
+        return RedisStreamsManager
+    if name == "StreamsEmitter":
+        from .stream_emitter import StreamsEmitter
+        return StreamsEmitter
     if name == "Emitter":
         from .emitter import Emitter
         return Emitter
@@ -32,6 +38,8 @@ __all__ = [
     "Server",
     "ProtocolError",
     "RedisManager",
+    "RedisStreamsManager",
+    "StreamsEmitter",
     "TimeoutError",
     "WSGIApp",
     "engine",

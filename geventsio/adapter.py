@@ -69,6 +69,9 @@ class Adapter:
 
     # The namespace's connection state recovery store (``geventsio.recovery``), None when off.
     recovery: Any = None
+    # True when the adapter delivers every emit without ack itself, in the order of a cluster-wide
+    # log (``geventsio.redis_streams``): the server then hands it even the emits to one local sid.
+    sequenced = False
 
     def __init__(self, namespace: str, server: "Server | None" = None):
         self.namespace = namespace

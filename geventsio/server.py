@@ -218,6 +218,8 @@ class Server(RoomsMixin, HandlerDecorators):
             for observer in self.observers:
                 observer.events_sent(adapter, rooms, except_rooms, data)
         if callback is None:
+            if adapter.sequenced:  # a cluster log orders every delivery (geventsio.redis_streams)
+                return adapter.broadcast(data, None, rooms, except_rooms, volatile)
             if adapter.recovery is None or volatile:  # a volatile packet is not worth replaying
                 frames = self._to_frames(Packet(PacketType.EVENT, nsp, data))
             else:  # logged, and the offset appended, for clients that come back
