@@ -48,7 +48,6 @@ from . import stream_protocol as sp
 from .recovery import RecoveryOptions
 from .redis_manager import RedisAdapter, RedisManager, redis_client
 from .redis_protocol import MalformedMessage
-from .socket import to_frames
 from .socketio_packet import Packet, PacketType
 from .stream_protocol import EntryId, MessageType
 from .stream_recovery import StreamRecoveryStore
@@ -246,7 +245,7 @@ class RedisStreamsAdapter(RedisAdapter):
             # The clients expect an offset as the last argument; this one is in no stream, so
             # a client that comes back with it gets a new session (nothing to replay from).
             data = [*data, UNSEQUENCED]
-        frames = to_frames(Packet(PacketType.EVENT, self.namespace, data))
+        frames = self.server.parser.to_frames(Packet(PacketType.EVENT, self.namespace, data))
         return self.local_broadcast(frames, rooms, except_rooms, volatile)
 
     def add_sockets(self, rooms: Iterable[str], except_rooms: Iterable[str],
@@ -281,7 +280,7 @@ class RedisStreamsAdapter(RedisAdapter):
                 return  # Node's broadcasts with acks: geventsio's travel over pub/sub
             if self.recovery is not None and not volatile:
                 event = [*event, entry_id]
-            self._deliver(to_frames(Packet(PacketType.EVENT, self.namespace, event)), at,
+            self._deliver(self.server.parser.to_frames(Packet(PacketType.EVENT, self.namespace, event)), at,
                           rooms, except_rooms, volatile)
         elif kind in (MessageType.SOCKETS_JOIN, MessageType.SOCKETS_LEAVE, MessageType.DISCONNECT_SOCKETS):
             if entry_id in self.own_entries:

@@ -27,7 +27,6 @@ import redis
 from . import stream_protocol as sp
 from .recovery import RecoveryOptions, RestoredSession, addressed_to
 from .redis_protocol import MalformedMessage
-from .socket import to_frames
 from .socketio_packet import Packet, PacketType
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -153,7 +152,8 @@ class StreamRecoveryStore:
         if volatile or with_ack or not addressed_to(frozenset(to), frozenset(except_rooms), rooms):
             return None
         offset = entry_id.decode("ascii") if isinstance(entry_id, bytes) else str(entry_id)
-        return to_frames(Packet(PacketType.EVENT, self.namespace, [*event, offset]))
+        packet = Packet(PacketType.EVENT, self.namespace, [*event, offset])
+        return self.adapter.server.parser.to_frames(packet)
 
     def close(self) -> None:
         """Nothing to release: the sessions stay in Redis for the other servers."""

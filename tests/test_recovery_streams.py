@@ -137,6 +137,18 @@ def test_a_restarted_server_restores_the_session_its_predecessor_lost(cluster, m
     assert [s for s, *_ in restarted.connects.items] == []  # skip_middlewares: no connect handler
 
 
+def test_msgpack_servers_deliver_and_replay_with_their_parser(cluster, make_client):
+    c = cluster()
+    a, b = c.app("A", serializer="msgpack"), c.app("B", serializer="msgpack")
+    gated = GatedClient(make_client, a.url, serializer="msgpack")
+    sid = setup(a, gated)
+    lose(a, gated, sid)
+    emit_while_away(b, sid)
+    gated.gate.set()
+    assert gated.come_back() == (sid, True)
+    assert gated.received.wait_for(1 + len(MISSED)) == [("news", 0), *MISSED]
+
+
 def test_a_replay_longer_than_one_read_is_read_in_several(cluster, make_client):
     c = cluster()
     a = c.app("A", manager={"read_count": 3})
