@@ -46,7 +46,8 @@ from redis.retry import Retry
 
 from . import stream_protocol as sp
 from .recovery import RecoveryOptions
-from .redis_manager import RedisAdapter, RedisManager, redis_client
+from .redis_adapter import RedisAdapter
+from .redis_manager import RedisManager, redis_client
 from .redis_protocol import MalformedMessage
 from .socketio_packet import Packet, PacketType
 from .stream_protocol import EntryId, MessageType
