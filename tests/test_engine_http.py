@@ -368,6 +368,28 @@ def test_other_origin_is_refused_by_default_and_logged(engine_server, caplog) ->
     assert "cors_allowed_origins" in records[0].getMessage()
 
 
+def test_the_same_origin_sent_twice_is_that_origin(engine_server) -> None:
+    # python-engineio's WebSocket client adds its own Origin beside the caller's;
+    # the WSGI server joins the two headers with a comma.
+    rs = engine_server(cors_allowed_origins=["http://a.example"])
+
+    def with_origins(*origins: str) -> Reply:
+        conn = http.client.HTTPConnection("127.0.0.1", rs.port, timeout=TIMEOUT)
+        try:
+            conn.putrequest("GET", rs.endpoint())
+            for origin in origins:
+                conn.putheader("Origin", origin)
+            conn.endheaders()
+            resp = conn.getresponse()
+            return Reply(resp.status, resp.headers, resp.read())
+        finally:
+            conn.close()
+
+    assert with_origins("http://a.example", "http://a.example").status == 200
+    assert with_origins("http://a.example", "http://evil.example").status == 403
+    assert with_origins("http://evil.example", "http://evil.example").status == 403
+
+
 def test_cors_any_origin(engine_server) -> None:
     rs = engine_server(cors_allowed_origins="*")
     for origin in ("http://evil.example", "https://another.example:8443"):

@@ -49,7 +49,15 @@ class Request:
         self.environ = environ
         self.method = environ.get("REQUEST_METHOD", "GET")
         self.query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
-        self.origin = environ.get("HTTP_ORIGIN")
+        origin = environ.get("HTTP_ORIGIN")
+        if origin is not None and "," in origin:
+            # Two Origin headers, joined by the WSGI server: python-engineio's
+            # WebSocket client sends one of its own beside the caller's. The
+            # same origin twice is that origin; different ones stay refused.
+            parts = {part.strip() for part in origin.split(",")}
+            if len(parts) == 1:
+                origin = parts.pop()
+        self.origin = origin
 
     @property
     def client_wants_close(self) -> bool:
