@@ -142,6 +142,9 @@ class WebSocket:
         self.max_message_size = max_message_size
         self.closed = False
         self.counters = counters if counters is not None else Counters()
+        # Set by from_environ when the WSGI handler can let go of the connection.
+        self.detach: Callable[[], tuple[Any, Any] | None] | None = None
+        self.reader: Any = None  # the event-driven reader, once detached (ws_reader.py)
 
     @classmethod
     def from_environ(cls, environ: dict, max_message_size: int,
@@ -176,7 +179,33 @@ class WebSocket:
         send_nowait = raw.send if raw is not None else None
         if buffered is None:  # not pywsgi's reader: keep reading through the stream
             return cls(stream.read, stream.write, max_message_size, shutdown, send_nowait, counters)
-        return cls(sock.recv, stream.write, max_message_size, shutdown, send_nowait, counters, buffered)
+        self = cls(sock.recv, stream.write, max_message_size, shutdown, send_nowait, counters, buffered)
+        self.detach = getattr(handler, "detach_websocket", None)
+        return self
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not parsed yet."""
+        return len(self._buf) - self._pos
+
+    def take_available(self, recv_nowait: Callable[[int], bytes]) -> bool:
+        """Whether ``receive`` has bytes to work on without waiting for the client.
+
+        ``recv_nowait`` is the socket's non-blocking receive; it raises
+        ``BlockingIOError`` when nothing arrived. End of stream and errors
+        count as available: ``receive`` meets them again and reports them.
+        """
+        if self._pos < len(self._buf):
+            return True
+        try:
+            data = recv_nowait(RECV_SIZE)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        self._buf = data
+        self._pos = 0
+        return True
 
     def _fill(self, n: int) -> bytes:
         """Make ``n`` unparsed bytes available; returns the buffer, parsed from 0.
