@@ -10,6 +10,7 @@ import weakref
 from typing import Any, Callable, Iterable, Union
 
 import gevent
+import gevent.socket
 from gevent.pywsgi import WSGIServer
 from geventwebsocket.handler import WebSocketHandler
 
@@ -158,6 +159,25 @@ class Handler(WebSocketHandler):
         except (OSError, AttributeError):
             pass
         super().handle()
+
+    def detach_websocket(self) -> tuple[Any, Any] | None:
+        """Hand the upgraded connection to the caller: ``(socket, rfile)``, or None if it cannot be.
+
+        Called by the application while it serves the WebSocket. Once the
+        application returns, this handler neither reads another request from
+        the socket nor closes it, and the server's own ``close()`` of it only
+        marks it closed: the descriptor stays open until the caller closes
+        ``rfile`` (a ``makefile`` of the socket), which then closes it. So an
+        idle WebSocket needs no greenlet parked in this handler.
+        """
+        sock, rfile = self.socket, self.rfile
+        # TLS sockets are read through their SSL object: not detachable this way.
+        raw = getattr(rfile, "raw", None)
+        if type(sock) is not gevent.socket.socket or getattr(raw, "_sock", None) is not sock:
+            return None
+        self.close_connection = True
+        self.socket = None  # pywsgi's handle() would drain and close what it finds here
+        return sock, rfile
 
     def get_environ(self) -> dict:
         environ = super().get_environ()

@@ -217,7 +217,7 @@ class Server:
         try:
             return self._route(request, ws, start_response)
         finally:
-            if ws is not None:
+            if ws is not None and ws.reader is None:  # else the event loop reads it on
                 ws.close()
 
     def _route(self, request: http.Request, ws: WebSocket | None,

@@ -28,6 +28,7 @@ from .session import (
     Session,
     State,
 )
+from .ws_reader import EventReader
 from .websocket import CLOSE_POLICY_VIOLATION, MessageTooBig, WebSocket, encode_frame
 from ..exceptions import ProtocolError
 
@@ -176,34 +177,52 @@ def polling_post(server: "Server", session: Session, request: http.Request, star
 # -- WebSocket --------------------------------------------------------------
 
 
+def _read_one(session: Session, ws: WebSocket) -> bool:
+    """Read one message and hand it to the session; True when the connection is done reading."""
+    try:
+        frame = ws.receive()
+    except MessageTooBig:
+        logger.warning(
+            "session %s: refused a WebSocket message larger than max_http_buffer_size=%d "
+            "bytes", session.sid, ws.max_message_size)
+        session.close(REASON_PARSE_ERROR)
+        return True
+    except ProtocolError as exc:
+        logger.warning("session %s: WebSocket protocol error (%s)", session.sid, exc)
+        session.close(REASON_PARSE_ERROR)
+        return True
+    if frame is None:
+        session.close(REASON_TRANSPORT_CLOSE)
+        return True
+    # Once the session is closed the reader keeps going (ignoring input)
+    # until the writer has flushed and closed the connection.
+    try:
+        session.receive_frame(frame)
+    except ProtocolError as exc:
+        logger.warning("session %s: invalid packet (%s); closing the session",
+                       session.sid, exc)
+        session.close(REASON_PARSE_ERROR)
+        return True
+    return False
+
+
 def _read_loop(session: Session, ws: WebSocket) -> None:
     """The request greenlet becomes the session's reader until the connection ends."""
-    receive = ws.receive
-    while True:
-        try:
-            frame = receive()
-        except MessageTooBig:
-            logger.warning(
-                "session %s: refused a WebSocket message larger than max_http_buffer_size=%d "
-                "bytes", session.sid, ws.max_message_size)
-            session.close(REASON_PARSE_ERROR)
-            return
-        except ProtocolError as exc:
-            logger.warning("session %s: WebSocket protocol error (%s)", session.sid, exc)
-            session.close(REASON_PARSE_ERROR)
-            return
-        if frame is None:
-            session.close(REASON_TRANSPORT_CLOSE)
-            return
-        # Once the session is closed the reader keeps going (ignoring input)
-        # until the writer has flushed and closed the connection.
-        try:
-            session.receive_frame(frame)
-        except ProtocolError as exc:
-            logger.warning("session %s: invalid packet (%s); closing the session",
-                           session.sid, exc)
-            session.close(REASON_PARSE_ERROR)
-            return
+    while not _read_one(session, ws):
+        pass
+
+
+def _serve(server: "Server", session: Session, ws: WebSocket) -> None:
+    """Read the session's messages: from the event loop if the WSGI handler lets go, else here."""
+    detach = ws.detach
+    ws.detach = None
+    held = detach() if detach is not None else None
+    if held is None:
+        _read_loop(session, ws)
+        return
+    sock, rfile = held
+    ws.reader = EventReader(session, ws, sock, rfile, _read_one, server.workers)
+    ws.reader.run()  # what arrived already, then the watcher; the request returns
 
 
 def websocket_open(server: "Server", ws: WebSocket, request: http.Request) -> None:
@@ -220,7 +239,7 @@ def websocket_open(server: "Server", ws: WebSocket, request: http.Request) -> No
         session.close(REASON_TRANSPORT_CLOSE)
         return
     session.attach_websocket(ws)
-    _read_loop(session, ws)
+    _serve(server, session, ws)
 
 
 def websocket_upgrade(server: "Server", session: Session, ws: WebSocket, query: dict | None = None) -> None:
@@ -253,4 +272,4 @@ def websocket_upgrade(server: "Server", session: Session, ws: WebSocket, query: 
         ws.close()
         return
     session.attach_websocket(ws, query)
-    _read_loop(session, ws)
+    _serve(server, session, ws)

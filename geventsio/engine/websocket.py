@@ -11,6 +11,7 @@ packets leaves in one ``sendall``.
 
 from __future__ import annotations
 
+import io
 import struct
 from typing import Any, Callable, Iterable
 
@@ -36,6 +37,10 @@ CLOSE_TOO_BIG = 1009
 _U16 = struct.Struct("!H")
 _U64 = struct.Struct("!Q")
 
+# Bytes asked of the socket per read: several small frames arrive in one
+# read; the buffer lives only until they are parsed.
+RECV_SIZE = 16384
+
 
 class MessageTooBig(ProtocolError):
     """A message announced more bytes than ``max_message_size``."""
@@ -53,6 +58,35 @@ def _unmask(payload: bytes, mask: bytes) -> bytes:
         return payload
     key = (mask * ((n >> 2) + 1))[:n]
     return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
+
+
+def _take_buffered(rfile: Any, sock: Any) -> bytes | None:
+    """What the request's buffered reader holds past the upgrade request, its buffer given back.
+
+    A client may send its first frames right behind the upgrade request; they
+    sit in ``rfile``'s buffer. They are read without waiting (the socket is
+    made non-blocking for that one read), then the reader is re-initialised
+    with a 1-byte buffer, which frees its 8 KB for the life of the connection.
+    ``None`` when ``rfile`` is not a standard buffered reader.
+    """
+    if not isinstance(rfile, io.BufferedReader):
+        return None
+    try:
+        timeout = sock.gettimeout()
+    except (AttributeError, OSError):
+        return None
+    sock.settimeout(0.0)
+    try:
+        data = rfile.read1(io.DEFAULT_BUFFER_SIZE)  # only what is buffered, or what the kernel has now
+    except OSError:
+        data = b""  # the socket's next read reports the error
+    finally:
+        sock.settimeout(timeout)
+    try:
+        rfile.__init__(rfile.raw, 1)  # nothing reads through it again
+    except (TypeError, ValueError, OSError):
+        pass
+    return data or b""
 
 
 def frame_header(opcode: int, length: int) -> bytes:
@@ -81,7 +115,8 @@ def encode_frames(messages: Iterable[str | bytes]) -> bytes:
 class WebSocket:
     """A server-side WebSocket connection that speaks frames on a byte stream.
 
-    ``read(n)`` must return exactly ``n`` bytes or fewer at end of stream;
+    ``read(n)`` returns between 1 and ``n`` bytes, ``b""`` only at end of
+    stream (a socket's ``recv``); ``buffered`` is what was received before.
     ``write(data)`` must send all of ``data``. Sends are serialised by one lock
     because the reader answers pings and closes while a writer sends data.
     """
@@ -94,8 +129,12 @@ class WebSocket:
         shutdown: Callable[[], Any] | None = None,
         send_nowait: Callable[[bytes], int] | None = None,
         counters: Counters | None = None,
+        buffered: bytes = b"",
     ):
         self._read = read
+        # Received bytes not parsed yet: self._buf[self._pos:]; empty between messages.
+        self._buf = buffered
+        self._pos = 0
         self._write = write
         self._send_nowait = send_nowait
         self._shutdown = shutdown
@@ -103,6 +142,9 @@ class WebSocket:
         self.max_message_size = max_message_size
         self.closed = False
         self.counters = counters if counters is not None else Counters()
+        # Set by from_environ when the WSGI handler can let go of the connection.
+        self.detach: Callable[[], tuple[Any, Any] | None] | None = None
+        self.reader: Any = None  # the event-driven reader, once detached (ws_reader.py)
 
     @classmethod
     def from_environ(cls, environ: dict, max_message_size: int,
@@ -117,6 +159,13 @@ class WebSocket:
         # ends; this object owns the connection from now on.
         ws.closed = True
         sock = handler.socket
+        buffered = _take_buffered(getattr(handler, "rfile", None), sock)
+        if buffered is not None:
+            # pywsgi's handler: the 101 answer is out, so the parsed request and
+            # response headers are not read again (the environ has the request's).
+            # An idle connection should not carry them (~1.5 KB).
+            handler.headers = None
+            handler.response_headers = []
 
         def shutdown() -> None:
             try:
@@ -127,14 +176,62 @@ class WebSocket:
         # gevent keeps the OS socket non-blocking: its own send() returns what
         # the kernel took, or raises BlockingIOError, and never waits.
         raw = getattr(sock, "_sock", None)
-        return cls(stream.read, stream.write, max_message_size, shutdown,
-                   raw.send if raw is not None else None, counters)
+        send_nowait = raw.send if raw is not None else None
+        if buffered is None:  # not pywsgi's reader: keep reading through the stream
+            return cls(stream.read, stream.write, max_message_size, shutdown, send_nowait, counters)
+        self = cls(sock.recv, stream.write, max_message_size, shutdown, send_nowait, counters, buffered)
+        self.detach = getattr(handler, "detach_websocket", None)
+        return self
 
-    def _read_exact(self, n: int) -> bytes:
-        data = self._read(n)
-        if len(data) != n:
-            raise ConnectionError("connection closed mid-frame")
-        return data
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not parsed yet."""
+        return len(self._buf) - self._pos
+
+    def take_available(self, recv_nowait: Callable[[int], bytes]) -> bool:
+        """Whether ``receive`` has bytes to work on without waiting for the client.
+
+        ``recv_nowait`` is the socket's non-blocking receive; it raises
+        ``BlockingIOError`` when nothing arrived. End of stream and errors
+        count as available: ``receive`` meets them again and reports them.
+        """
+        if self._pos < len(self._buf):
+            return True
+        try:
+            data = recv_nowait(RECV_SIZE)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        self._buf = data
+        self._pos = 0
+        return True
+
+    def _fill(self, n: int) -> bytes:
+        """Make ``n`` unparsed bytes available; returns the buffer, parsed from 0.
+
+        Raises ``ConnectionError`` at end of stream.
+        """
+        rest = self._buf[self._pos:]
+        # Nothing is held while waiting for the client: an idle connection's buffer is empty.
+        self._buf = b""
+        self._pos = 0
+        data = self._read(max(n - len(rest), RECV_SIZE))
+        if not data:
+            raise ConnectionError("connection closed")
+        buf = rest + data if rest else data
+        if len(buf) < n:
+            # A frame larger than one read: grow one buffer (bounded by n,
+            # which the size limit bounds) instead of keeping many small pieces.
+            acc = bytearray(buf)
+            while len(acc) < n:
+                data = self._read(max(n - len(acc), RECV_SIZE))
+                if not data:
+                    raise ConnectionError("connection closed mid-frame")
+                acc += data
+            buf = bytes(acc)
+        self._buf = buf
+        return buf
 
     def receive(self) -> str | bytes | None:
         """The next whole message: ``str`` (text) or ``bytes`` (binary); ``None`` once closed.
@@ -165,30 +262,31 @@ class WebSocket:
         while True:
             if self.closed:
                 return None
-            head = self._read(2)
-            if len(head) < 2:
-                self.closed = True
-                return None
-            b0, b1 = head[0], head[1]
+            buf = self._buf
+            pos = self._pos
+            if len(buf) - pos < 2:
+                buf = self._fill(2)
+                pos = 0
+            b0, b1 = buf[pos], buf[pos + 1]
+            pos += 2
             fin, op, length = b0 & 0x80, b0 & 0x0F, b1 & 0x7F
             if b0 & 0x70:
                 raise ProtocolError("reserved bits set without an extension")
             if not b1 & 0x80:
                 raise ProtocolError("client frames must be masked")
-            if length == 126:
-                length = _U16.unpack(self._read_exact(2))[0]
-                wire += 2
-            elif length == 127:
-                length = _U64.unpack(self._read_exact(8))[0]
-                wire += 8
+            if length >= 126:
+                extra = 2 if length == 126 else 8
+                if len(buf) - pos < extra:
+                    self._pos = pos
+                    buf = self._fill(extra)
+                    pos = 0
+                length = (_U16 if extra == 2 else _U64).unpack_from(buf, pos)[0]
+                pos += extra
+                wire += extra
             if op >= 0x8:
                 if not fin or length > 125:
                     raise ProtocolError("invalid control frame")
-                block = self._read_exact(length + 4)
-                if self._handle_control(op, _unmask(block[4:], block[:4])):
-                    return None
-                continue
-            if op == OP_CONTINUATION:
+            elif op == OP_CONTINUATION:
                 if opcode is None:
                     raise ProtocolError("continuation frame without a message")
             elif op in (OP_TEXT, OP_BINARY):
@@ -197,11 +295,27 @@ class WebSocket:
                 opcode = op
             else:
                 raise ProtocolError(f"unknown opcode {op}")
-            size += length
-            if size > self.max_message_size:
-                raise MessageTooBig(f"message of more than {self.max_message_size} bytes")
-            block = self._read_exact(length + 4)
-            parts.append(_unmask(block[4:], block[:4]))
+            if op < 0x8:
+                size += length
+                if size > self.max_message_size:
+                    raise MessageTooBig(f"message of more than {self.max_message_size} bytes")
+            end = pos + length + 4
+            if end > len(buf):
+                self._pos = pos
+                buf = self._fill(length + 4)
+                pos = 0
+                end = length + 4
+            payload = _unmask(buf[pos + 4:end], buf[pos:pos + 4])
+            if end == len(buf):
+                self._buf = b""
+                self._pos = 0
+            else:
+                self._pos = end
+            if op >= 0x8:
+                if self._handle_control(op, payload):
+                    return None
+                continue
+            parts.append(payload)
             wire += length + 6
             if fin:
                 counters = self.counters

@@ -114,7 +114,8 @@ class WSConn:
     """A raw WebSocket client connection (masks its frames; reads the server's)."""
 
     def __init__(self, port: int, target: str, *, headers: dict | None = None,
-                 rcvbuf: int | None = None, timeout: float | None = TIMEOUT):
+                 rcvbuf: int | None = None, timeout: float | None = TIMEOUT, pipelined: bytes = b""):
+        """``pipelined``: bytes sent in the same write as the upgrade request, right behind it."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:
             # Before connect(), so that the window the client advertises stays small.
@@ -129,7 +130,7 @@ class WSConn:
         lines = [f"GET {target} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket",
                  "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
         lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + pipelined)
         while b"\r\n\r\n" not in self._buf:
             chunk = sock.recv(4096)
             if not chunk:

@@ -29,6 +29,7 @@ from .support import (
     SIOConn,
     WSConn,
     client_frame,
+    eio_websocket,
     http_request,
     poll,
     polling_handshake,
@@ -208,6 +209,27 @@ def test_websocket_pings_and_unsolicited_pongs(hostile):
     raw.send('421["echo","after pings"]')
     assert raw.recv() == '431["after pings"]'
     raw.close()
+    target.finish()
+
+
+def test_frames_pipelined_behind_the_upgrade_request_are_read(hostile):
+    # They reach the server with the request's last bytes: in the HTTP reader's
+    # buffer, not in the socket the WebSocket reads from afterwards.
+    target = hostile()
+    early = (client_frame(TEXT, b"40") + client_frame(PING, b"early ping")
+             + client_frame(TEXT, b'421["echo","early"]'))
+    ws, _ = eio_websocket(target.rs, pipelined=early)
+    got: list = []
+    while len(got) < 3:
+        fin, op, payload = ws.recv_frame()
+        if op == PONG:
+            got.append(("pong", payload))
+        elif op == TEXT and payload != b"2":
+            got.append(payload.decode())
+    assert ("pong", b"early ping") in got, got
+    texts = [m for m in got if isinstance(m, str)]
+    assert len(texts) == 2 and texts[0].startswith("40{") and texts[1] == '431["early"]', got
+    ws.close()
     target.finish()
 
 

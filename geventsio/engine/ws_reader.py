@@ -1,0 +1,83 @@
+"""Reading a WebSocket without a greenlet per idle connection.
+
+A greenlet parked in ``recv`` costs ~10 KB per connection (its saved C stack,
+its Python frames, what those frames hold), and an idle connection is nothing
+but that wait. When the WSGI handler can let go of the connection
+(``wsgi.Handler.detach_websocket``), the request returns and the socket is
+watched by one io watcher on the event loop instead. When it becomes
+readable a worker greenlet is borrowed from the server's ``WorkerPool`` and
+reads whole messages until the socket would block at a message boundary, then
+the watcher is armed again. A frame that arrives in pieces is finished on the
+worker with ordinary blocking reads. The descriptor is never duplicated: the
+one the server accepted stays open until this reader is done with it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Callable
+
+import gevent
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .dispatch import WorkerPool
+    from .session import Session
+    from .websocket import WebSocket
+
+logger = logging.getLogger("geventsio.engine")
+
+
+class EventReader:
+    """Feeds one detached WebSocket's messages to its session, on demand."""
+
+    __slots__ = ("session", "ws", "read_one", "workers", "_rfile", "_recv_nowait", "_watcher")
+
+    def __init__(self, session: "Session", ws: "WebSocket", sock: Any, rfile: Any,
+                 read_one: Callable[["Session", "WebSocket"], bool], workers: "WorkerPool"):
+        """``read_one(session, ws)`` handles one message and returns True when reading is over."""
+        self.session = session
+        self.ws = ws
+        self.read_one = read_one
+        self.workers = workers
+        self._rfile = rfile  # holds the descriptor open (see wsgi.Handler.detach_websocket)
+        self._recv_nowait = sock._sock.recv  # the OS socket under gevent's: never waits
+        self._watcher = gevent.get_hub().loop.io(sock.fileno(), 1)
+
+    def run(self) -> None:
+        """Read what is there now, then wait for more on the event loop (or finish)."""
+        done = True
+        try:
+            ws = self.ws
+            session = self.session
+            read_one = self.read_one
+            take = ws.take_available
+            recv_nowait = self._recv_nowait
+            while take(recv_nowait):
+                if read_one(session, ws):
+                    return
+            done = False
+        except Exception:  # nothing may escape into the worker pool or the hub
+            logger.exception("session %s: WebSocket reader failed", self.session.sid)
+            self.session.close("transport error")
+        finally:
+            if done:
+                self._finish()
+            else:
+                self._watcher.start(self._readable)
+
+    def _readable(self) -> None:
+        # On the event loop: nothing here may wait.
+        self._watcher.stop()
+        self.workers.run(self.run)
+
+    def _finish(self) -> None:
+        self._watcher.stop()
+        self._watcher.close()
+        self.ws.reader = None
+        self.ws.close()  # as the request's end does for a greenlet reader: a close frame, once
+        rfile, self._rfile = self._rfile, None
+        if rfile is not None:
+            try:
+                rfile.close()  # the last reference to the descriptor: closes the socket
+            except OSError:
+                pass
