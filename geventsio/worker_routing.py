@@ -308,7 +308,11 @@ class WorkerRouter:
     @staticmethod
     def _serve(server: Any, sock: Any, address: Any, prefix: bytes) -> None:
         """Serve a handed-over connection exactly as ``server`` serves one it accepted."""
-        rfile = io.BufferedReader(_PrefixedReader(prefix, sock))
+        # Without a prefix the reader is the socket's own makefile, as for an
+        # accepted connection: a WebSocket can then be detached from the
+        # handler (wsgi.Handler.detach_websocket), the makefile keeping the
+        # descriptor open after the close() below.
+        rfile = io.BufferedReader(_PrefixedReader(prefix, sock)) if prefix else sock.makefile("rb", -1)
         try:
             server.handler_class(sock, address, server, rfile).handle()
         finally:

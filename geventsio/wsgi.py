@@ -172,8 +172,11 @@ class Handler(WebSocketHandler):
         """
         sock, rfile = self.socket, self.rfile
         # TLS sockets are read through their SSL object: not detachable this way.
+        # Only the socket's own makefile keeps the descriptor open once the
+        # server closes the socket (a reader over other bytes first would not).
         raw = getattr(rfile, "raw", None)
-        if type(sock) is not gevent.socket.socket or getattr(raw, "_sock", None) is not sock:
+        if (type(sock) is not gevent.socket.socket or type(raw) is not socket.SocketIO
+                or getattr(raw, "_sock", None) is not sock):
             return None
         self.close_connection = True
         self.socket = None  # pywsgi's handle() would drain and close what it finds here
