@@ -15,6 +15,8 @@ import io
 import struct
 from typing import Any, Callable, Iterable
 
+import gevent
+import gevent.socket
 from gevent.lock import Semaphore
 
 from ..exceptions import ProtocolError
@@ -174,9 +176,11 @@ class WebSocket:
                 pass
 
         # gevent keeps the OS socket non-blocking: its own send() returns what
-        # the kernel took, or raises BlockingIOError, and never waits.
+        # the kernel took, or raises BlockingIOError, and never waits. Not under
+        # TLS: the OS socket there carries records, not our bytes; every write
+        # then goes through the TLS socket, on a greenlet (see write_nowait).
         raw = getattr(sock, "_sock", None)
-        send_nowait = raw.send if raw is not None else None
+        send_nowait = raw.send if raw is not None and type(sock) is gevent.socket.socket else None
         if buffered is None:  # not pywsgi's reader: keep reading through the stream
             return cls(stream.read, stream.write, max_message_size, shutdown, send_nowait, counters)
         self = cls(sock.recv, stream.write, max_message_size, shutdown, send_nowait, counters, buffered)
@@ -366,11 +370,8 @@ class WebSocket:
         """
         if self.closed:
             raise ConnectionError("websocket is closed")
-        if self._write_lock.locked():
-            return 0
-        if self._send_nowait is None:
-            self._send_raw(data)
-            return len(data)
+        if self._write_lock.locked() or self._send_nowait is None:
+            return 0  # the caller's writer greenlet does it (blocking writes)
         try:
             return self._send_nowait(data)
         except BlockingIOError:
@@ -390,7 +391,8 @@ class WebSocket:
         frame = frame_header(OP_CLOSE, len(frame)) + frame
         try:
             if self._send_nowait is None:
-                self._send_raw(frame)
+                if gevent.getcurrent() is not gevent.get_hub() and not self._write_lock.locked():
+                    self._send_raw(frame)  # a TLS write may wait: never on the event loop
             elif not self._write_lock.locked():
                 self._send_nowait(frame)  # best effort: a partial close frame is harmless at the end
         except OSError:
