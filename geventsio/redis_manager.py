@@ -85,9 +85,11 @@ class RedisManager:
         self.subscribed = Event()  # set while the subscriptions are in place
         self.lost: str | None = None  # why Redis is unavailable, while the reader knows it is
 
+    adapter_class = RedisAdapter
+
     def create_adapter(self, namespace: str, server: "Server") -> "RedisAdapter":
         """The adapter of one namespace (called by the server when the namespace is first used)."""
-        adapter = RedisAdapter(namespace, server, self)
+        adapter = self.adapter_class(namespace, server, self)
         with self._lock:
             self._patterns[adapter.channel + "*"] = adapter
             for channel in (adapter.request_channel, adapter.response_channel,

@@ -101,17 +101,8 @@ class RedisStreamsManager(RedisManager):
 
     def create_adapter(self, namespace: str, server: "Server") -> "RedisStreamsAdapter":
         """The adapter of one namespace (called by the server when the namespace is first used)."""
-        adapter = RedisStreamsAdapter(namespace, server, self)
-        # Subscribed as RedisManager subscribes its adapters (for the requests), under its lock.
-        with self._lock:
-            self._patterns[adapter.channel + "*"] = adapter
-            for channel in (adapter.request_channel, adapter.response_channel,
-                            adapter.specific_response_channel):
-                self._channels[channel] = adapter
-            if self._pubsub is not None:
-                self._subscribe(self._pubsub, [adapter])
-        if self._reader is None:
-            self._reader = gevent.spawn(self._read_forever)
+        # Subscribed as RedisManager subscribes its adapters (for the requests).
+        adapter: RedisStreamsAdapter = super().create_adapter(namespace, server)  # type: ignore[assignment]
         self._stream_adapters[namespace] = adapter
         if self.position is None:
             # Now, not in the reader: an emit that follows must be read back, not skipped.
@@ -332,3 +323,6 @@ class RedisStreamsAdapter(RedisAdapter):
 
 
 __all__ = ["RedisStreamsAdapter", "RedisStreamsManager"]
+
+
+RedisStreamsManager.adapter_class = RedisStreamsAdapter
