@@ -91,10 +91,15 @@ BUSY = 0.25  # share of the server's core taken by other processes past which a 
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of the process (all its threads), in seconds."""
+    return sum(cpu_user_sys(pid))
+
+
+def cpu_user_sys(pid: int) -> tuple[float, float]:
+    """(utime, stime) of the process (all its threads), in seconds."""
     with open(f"/proc/{pid}/stat") as f:
         stat = f.read()
     fields = stat[stat.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
 def core_busy_seconds() -> dict[int, float]:
@@ -335,11 +340,13 @@ def run_one(server: str, name: str, args, log_dir: str, round_no: int, pin: bool
             msg = json.loads(line)
             ev = msg.get("event")
             if ev == "mark" and msg["name"] == "start":
+                sys0 = sum(cpu_user_sys(s.pid)[1] for s in srvs)
                 cpu0 = sum(cpu_seconds(s.pid) for s in srvs)
                 busy0 = core_busy_seconds()
                 if on_start is not None:
                     on_start(srv.pid)
             elif ev == "mark" and msg["name"] == "stop":
+                sys1 = sum(cpu_user_sys(s.pid)[1] for s in srvs)
                 cpu1 = sum(cpu_seconds(s.pid) for s in srvs)
                 busy1 = core_busy_seconds()
             elif ev == "sync":
@@ -357,6 +364,8 @@ def run_one(server: str, name: str, args, log_dir: str, round_no: int, pin: bool
         gen.wait(30)
         if cpu0 is not None and cpu1 is not None:
             result["server_cpu_s"] = cpu1 - cpu0
+            # The kernel's share (syscalls, TCP) of that time: what no Python change can shave.
+            result["server_sys_share"] = (sys1 - sys0) / (cpu1 - cpu0) if cpu1 > cpu0 else None
             if result.get("ops"):
                 result["cpu_us_per_op"] = (cpu1 - cpu0) * 1e6 / result["ops"]
             if result.get("seconds"):
@@ -620,8 +629,10 @@ def main() -> None:
                         status += f"; other processes took {other:.0%} of core {SERVER_CORE}: run again"
                         discarded.append(r)
                     cpu_text = fmt(cpu) if cpu is not None else "-"
+                    if r.get("server_sys_share") is not None:
+                        cpu_text += f" ({r['server_sys_share']:.0%} sys)"
                     print(f"  round {rnd} {name:13} {server:16} {fmt(fig):>10} "
-                          f"{unit(name).split(' (')[0]:14} cpu/op {cpu_text:>7} µs"
+                          f"{unit(name).split(' (')[0]:14} cpu/op {cpu_text:>15} µs"
                           f"  [{time.monotonic() - t0:4.1f}s] {status}", file=sys.stderr, flush=True)
                     if not busy:
                         results.append(r)

@@ -29,6 +29,14 @@ from .wsgi import Handler, close_idle_connections
 class GunicornHandler(Handler, PyWSGIHandler):
     """geventsio's handler with gunicorn's access log and environ."""
 
+    def get_environ(self) -> dict:
+        # geventsio's handler builds the environ itself (not through
+        # PyWSGIHandler.get_environ): gunicorn's two keys are added here.
+        environ = super().get_environ()
+        environ["gunicorn.sock"] = self.socket
+        environ["RAW_URI"] = self.path
+        return environ
+
 
 class GeventSocketIOWorker(GeventPyWSGIWorker):
     """gunicorn's gevent worker with geventsio's handler.

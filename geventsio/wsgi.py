@@ -11,9 +11,11 @@ from typing import Any, Callable, Iterable, Union
 
 import gevent
 import gevent.socket
-from gevent.pywsgi import WSGIServer
+from gevent.pywsgi import Input, WSGIServer
 from geventwebsocket.handler import WebSocketHandler
 
+from . import http_head
+from .engine import ws_handshake
 from .worker_routing import RoutedWSGIServer
 
 logger = logging.getLogger("geventsio")
@@ -110,8 +112,15 @@ def _send_metrics(server: Any, start_response: Callable[..., Any]) -> Iterable[b
 
 
 class Handler(WebSocketHandler):
-    """gevent-websocket's handler, plus what geventsio needs from each connection.
+    """gevent's WSGI handler, leaner where geventsio's own requests pass, and what geventsio needs.
 
+    - Request heads are read by ``geventsio.http_head`` (pywsgi's email-based
+      parser was a tenth of a WebSocket handshake's CPU); the environ is the same.
+    - An Engine.IO WebSocket request (``EIO=`` and ``transport=websocket`` in
+      its query) is checked here and answered 101 only once the engine accepts
+      it: a refused one gets an HTTP error, as from Node's server, and the 101
+      leaves in one write with the open packet. Every other upgrade is
+      gevent-websocket's (``environ["wsgi.websocket"]``), as before.
     - TCP_NODELAY: a polling response leaves in two writes (headers, body), and
       with Nagle's algorithm the second one waits for the client's delayed ACK
       (~40 ms per poll).
@@ -139,9 +148,33 @@ class Handler(WebSocketHandler):
     def read_request(self, raw_requestline: str) -> Any:
         try:
             with gevent.Timeout(self.request_timeout):
-                return super().read_request(raw_requestline)
+                return self._read_head(raw_requestline)
         except gevent.Timeout:
             raise ValueError(f"request headers not complete within {self.request_timeout} s") from None
+
+    def _read_head(self, raw_requestline: str) -> bool:
+        """pywsgi's ``read_request``, with ``http_head`` reading the header fields."""
+        self.requestline = raw_requestline.rstrip()
+        words = self.requestline.split()
+        if len(words) != 3:
+            return super().read_request(raw_requestline)  # HTTP/0.9, or garbage: pywsgi's answer
+        self.command, self.path, self.request_version = words
+        if self.request_version not in ("HTTP/1.1", "HTTP/1.0") and not self._check_http_version():
+            raise ValueError(f"invalid HTTP version in {self.requestline[:100]!r}")
+        fields = http_head.read_fields(self.rfile.readline)
+        headers = http_head.RequestHeaders(fields)
+        if (headers.get("transfer-encoding") or "").lower() == "chunked":
+            del headers["content-length"]  # the chunks say where the body ends
+        self.content_length = http_head.content_length(headers._fields)
+        if self.content_length and self.command == "HEAD":
+            raise ValueError("a HEAD request with a body")
+        self.headers = headers
+        connection = (headers.get("connection") or "").lower()
+        if self.request_version == "HTTP/1.1":
+            self.close_connection = connection == "close"
+        else:
+            self.close_connection = self.request_version != "HTTP/1.0" or connection != "keep-alive"
+        return True
 
     def upgrade_websocket(self) -> Any:
         # gevent-websocket answers a bad handshake with str bodies, which
@@ -183,12 +216,71 @@ class Handler(WebSocketHandler):
         return sock, rfile
 
     def get_environ(self) -> dict:
-        environ = super().get_environ()
+        headers = self.headers
+        if type(headers) is not http_head.RequestHeaders:  # an odd request line pywsgi parsed
+            environ = super().get_environ()
+        else:
+            environ = http_head.fill_environ(self.server.get_environ(), self.command, self.path,
+                                             self.request_version, headers._fields, self.client_address)
+            # Like pywsgi: an upgrade request's input is the connection itself.
+            upgrade = (ws_handshake.is_upgrade_request(environ)
+                       or environ.get("HTTP_CONNECTION", "").lower() == "upgrade")
+            expect = environ.get("HTTP_EXPECT") == "100-continue"
+            chunked = environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked"
+            self.wsgi_input = Input(self.rfile, self.content_length, socket=self.socket if expect else None,
+                                    chunked_input=chunked)
+            environ["wsgi.input"] = self.rfile if upgrade else self.wsgi_input
+            environ["wsgi.input_terminated"] = not upgrade
         environ["geventsio.socket"] = self.socket
         router = getattr(self.server, "router", None)
         if router is not None:
             environ.update(router.environ_extras())
         return environ
+
+    def run_application(self) -> None:
+        environ = self.environ
+        query = environ.get("QUERY_STRING", "")
+        if not (ws_handshake.is_upgrade_request(environ)
+                and "transport=websocket" in query and "EIO=" in query):
+            super().run_application()  # gevent-websocket's upgrade, or plain HTTP
+            return
+        problem = ws_handshake.handshake_problem(environ)
+        if problem is not None:
+            body = problem.encode("latin-1")
+            self.close_connection = True
+            self.start_response("400 Bad Request", [("Content-Type", "text/plain"),
+                                                    ("Content-Length", str(len(body)))])
+            self.write(body)
+            return
+        environ["geventsio.accept_websocket"] = self._accept_websocket
+        try:
+            self.result = self.application(environ, self.start_response)
+            if not self.connection_upgraded:  # refused: the application's HTTP answer
+                self.close_connection = True  # what follows an upgrade request may be frames
+                self.process_result()
+        finally:
+            # The environ may outlive the request (a session keeps it): not this handler.
+            del environ["geventsio.accept_websocket"]
+            close = getattr(self.result, "close", None)
+            self.result = None
+            if close is not None:
+                close()
+
+    def _accept_websocket(self) -> tuple["Handler", bytes]:
+        """Make this connection a WebSocket: returns this handler and the 101 to send first.
+
+        The caller owns the connection from here on (``detach_websocket``
+        lets go of it), and must send the 101 before any frame.
+        """
+        head = ws_handshake.switching_protocols(self.environ)
+        self._orig_status = "101 Switching Protocols"
+        self.status = b"101 Switching Protocols"
+        self.code = 101
+        self.headers_sent = True  # pywsgi writes nothing more on this connection
+        self.connection_upgraded = True
+        self.close_connection = True
+        self.response_length = len(head)
+        return self, head
 
     def handle_one_response(self) -> None:
         # Under worker routing, a request for another worker's session hands

@@ -73,10 +73,9 @@ def test_refused_handshake_raises_with_the_servers_answer(engine_server, transpo
     running = engine_server(allow_request=lambda environ: False)
     with pytest.raises(ConnectionError) as info:
         open_engine(running, transports)
-    if transports == ["websocket"]:  # the 101 was sent: the close frame says why
-        assert "1008 Forbidden" in str(info.value) and info.value.data == "Forbidden"
-    else:
-        assert info.value.data == {"code": 4, "message": "Forbidden"}
+    # Over WebSocket too: the server refuses before it answers 101.
+    assert info.value.data == {"code": 4, "message": "Forbidden"}
+    assert "HTTP 403: Forbidden" in str(info.value)
 
 
 def test_the_server_closing_is_reported_once(engine_server, transports):

@@ -55,13 +55,11 @@ def test_allow_upgrades_false_keeps_polling(serve_app):
     rs = serve_app(sio, path="socket.io")
     opened = _handshake(rs)
     assert opened["upgrades"] == []
-    ws = websocket.create_connection(
-        f"{rs.ws_url}/socket.io/?EIO=4&transport=websocket&sid={opened['sid']}", timeout=5)
-    try:
-        # The upgrade is refused with a close frame before any probe is answered.
-        assert ws.recv_data_frame(True)[1].opcode == websocket.ABNF.OPCODE_CLOSE
-    finally:
-        ws.close()
+    # The upgrade is refused with an HTTP 400, before any 101.
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(
+            f"{rs.ws_url}/socket.io/?EIO=4&transport=websocket&sid={opened['sid']}", timeout=5)
+    assert refused.value.status_code == 400
     assert opened["sid"] in sio.eio.sessions  # the polling session is untouched
 
 

@@ -129,11 +129,10 @@ class TestHandshake:
         off = engine_server()
         status, body = http_request(off, "GET", POLLING)
         assert (status, json.loads(body)) == (400, {"code": 5, "message": "Unsupported protocol version"})
-        ws = websocket.create_connection(off.ws_url + off.endpoint(WEBSOCKET), timeout=IO_TIMEOUT)
-        try:
-            assert ws_recv_until_close(ws) == []
-        finally:
-            ws.close()
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            websocket.create_connection(off.ws_url + off.endpoint(WEBSOCKET), timeout=IO_TIMEOUT)
+        assert (refused.value.status_code, json.loads(refused.value.resp_body)) == (
+            400, {"code": 5, "message": "Unsupported protocol version"})
         assert off.server.sessions == {}
 
     def test_v4_clients_keep_the_v4_protocol(self, srv):

@@ -80,6 +80,13 @@ def ws_connect(rs, query: str = "EIO=4&transport=websocket", **options: Any) -> 
     return websocket.create_connection(rs.ws_url + rs.endpoint(query), timeout=TIMEOUT, **options)
 
 
+def ws_refused(rs, query: str = "EIO=4&transport=websocket", **options: Any) -> tuple[int, Any]:
+    """The HTTP status and JSON body the server refuses a WebSocket request with (no 101)."""
+    with pytest.raises(websocket.WebSocketBadStatusException) as info:
+        ws_connect(rs, query, **options)
+    return info.value.status_code, json.loads(info.value.resp_body)
+
+
 def ws_open(rs, **options: Any) -> tuple[websocket.WebSocket, str]:
     """A WebSocket-only session: returns the connection and its sid."""
     ws = ws_connect(rs, **options)
@@ -230,15 +237,9 @@ def test_allow_request_refusal_is_forbidden(engine_server) -> None:
     assert rs.server.sessions == {}
 
 
-def test_allow_request_refusal_closes_a_websocket(engine_server) -> None:
+def test_allow_request_refuses_a_websocket_before_the_upgrade(engine_server) -> None:
     rs = engine_server(allow_request=lambda environ: False)
-    ws = ws_connect(rs)
-    try:
-        before, code, _ = recv_until_close(ws)
-        assert before == []
-        assert code is not None and code != 1000
-    finally:
-        ws.close()
+    assert ws_refused(rs) == (403, {"code": 4, "message": "Forbidden"})
     assert rs.server.sessions == {}
 
 
@@ -450,16 +451,10 @@ def test_preflight_from_a_refused_origin(engine_server) -> None:
     assert reply.header("Access-Control-Allow-Origin") is None
 
 
-def test_websocket_from_a_refused_origin_is_closed(engine_server, caplog) -> None:
+def test_websocket_from_a_refused_origin_gets_403(engine_server, caplog) -> None:
     rs = engine_server()
     caplog.set_level(logging.WARNING, logger="geventsio.engine")
-    ws = ws_connect(rs, origin="http://evil.example")
-    try:
-        before, code, _ = recv_until_close(ws)
-    finally:
-        ws.close()
-    assert before == []  # no open packet
-    assert code == 1008
+    assert ws_refused(rs, origin="http://evil.example") == (403, {"code": 4, "message": "Forbidden"})
     assert rs.server.sessions == {}
     assert "http://evil.example" in caplog.text
 
@@ -784,12 +779,8 @@ def test_second_websocket_for_a_session_is_refused(engine_server) -> None:
     sid, _, _ = handshake(rs)
     ws = ws_upgrade(rs, sid)
     try:
-        second = ws_connect(rs, f"EIO=4&transport=websocket&sid={sid}")
-        try:
-            before, code, _ = recv_until_close(second)
-            assert before == [] and code == 1008
-        finally:
-            second.close()
+        assert ws_refused(rs, f"EIO=4&transport=websocket&sid={sid}") == (
+            400, {"code": 3, "message": "session already has a websocket"})
         ws.send("4first still works")
         assert ws.recv() == "4first still works"
     finally:

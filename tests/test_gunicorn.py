@@ -85,3 +85,27 @@ def test_websocket_only_under_gunicorn(gunicorn_port):
         ws.send("3")
     finally:
         ws.close()
+
+
+def test_the_app_beside_sees_gunicorns_environ(gunicorn_port, request):
+    conn = http.client.HTTPConnection("127.0.0.1", gunicorn_port, timeout=5)
+    conn.putrequest("GET", "/environ?q=%20x")
+    conn.putheader("X-Multi", "a")
+    conn.putheader("X-Multi", "b")
+    conn.endheaders()
+    seen = json.loads(conn.getresponse().read())
+    conn.close()
+    assert seen["PATH_INFO"] == "/environ" and seen["QUERY_STRING"] == "q=%20x"
+    assert seen["HTTP_X_MULTI"] == "a,b"
+    if request.node.callspec.params["gunicorn_port"] == WORKERS[0]:
+        # gunicorn's own keys, which its pywsgi handler adds (geventsio's handler builds the rest).
+        assert seen["RAW_URI"] == "/environ?q=%20x" and seen["has_gunicorn_sock"]
+
+
+def test_a_plain_websocket_beside_is_gevent_websockets(gunicorn_port):
+    ws = websocket.create_connection(f"ws://127.0.0.1:{gunicorn_port}/ws-echo", timeout=5)
+    try:
+        ws.send("not engine.io")
+        assert ws.recv() == "not engine.io"
+    finally:
+        ws.close()

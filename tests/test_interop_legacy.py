@@ -275,9 +275,8 @@ def test_refused_without_allow_eio3(serve_app, transports_):
     report = run_client(running, "refused", transports_)
 
     assert report["connected"] is False
-    # Polling: the handshake's HTTP 400. WebSocket: the server closes the socket
-    # it accepted (as for any refused WebSocket), which the client sees as a close.
-    expected = "xhr poll error" if transports_ == "polling" else "engine close: transport close"
+    # The handshake's HTTP 400, on either transport (a WebSocket is refused before any 101).
+    expected = "xhr poll error" if transports_ == "polling" else "websocket error"
     assert report["error"] == expected, report
     assert connects.seen == [] and sio.eio.sessions == {}
 

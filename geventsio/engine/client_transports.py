@@ -316,10 +316,11 @@ class WebSocketConnection:
                     if isinstance(event, RejectConnection):
                         rest = [e for e in events[i + 1:] if isinstance(e, RejectData)]
                         if not event.has_body or not data or any(e.body_finished for e in rest):
-                            body = b"".join(bytes(e.data) for e in rest)
+                            said = _json_or_text(b"".join(bytes(e.data) for e in rest))
+                            message = said.get("message") if isinstance(said, dict) else None
                             raise ConnectionError(
-                                f"WebSocket handshake refused with HTTP {event.status_code}",
-                                _json_or_text(body))
+                                f"WebSocket handshake refused with HTTP {event.status_code}"
+                                + (f": {message}" if message else ""), said)
                 if not data:
                     raise ConnectionError("the server closed the connection during the WebSocket "
                                           "handshake")

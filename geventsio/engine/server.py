@@ -224,11 +224,13 @@ class Server:
                start_response: Callable[..., Any]) -> Iterable[bytes]:
         def refuse(code: int, status: int = 400, message: str | None = None) -> Iterable[bytes]:
             if ws is not None:
-                # The 101 is already sent: the close frame carries the error.
+                # gevent-websocket sent the 101 already: the close frame carries the error.
                 ws.close(CLOSE_POLICY_VIOLATION, message or http.ERROR_MESSAGES[code])
                 return []
             return http.error(start_response, request, code, cors, status, message)
 
+        # geventsio's own handler waits for this engine's word before it answers 101.
+        accept = request.environ.get("geventsio.accept_websocket") if ws is None else None
         cors: http.Headers = []
         if not self.cors.check(request):
             return refuse(http.FORBIDDEN, 403)
@@ -241,7 +243,8 @@ class Server:
             return refuse(http.UNKNOWN_TRANSPORT)
         if query.get("EIO") != "4" and not (query.get("EIO") == "3" and self.allow_eio3):
             return refuse(http.UNSUPPORTED_PROTOCOL_VERSION)
-        if (transport == "websocket") != (ws is not None):
+        upgrade = ws is not None or accept is not None
+        if (transport == "websocket") != upgrade:
             return refuse(http.BAD_REQUEST)
         sid = query.get("sid")
         if sid is None:
@@ -255,20 +258,18 @@ class Server:
                 logger.info("allow_request refused a handshake from %s",
                             request.environ.get("REMOTE_ADDR"))
                 return refuse(http.FORBIDDEN, 403)
-            if ws is not None:
-                transports.websocket_open(self, ws, request)
-                return []
+            if upgrade:
+                return transports.websocket_open(self, ws, accept, request, start_response, cors)
             return self._polling_handshake(request, start_response, cors)
         session = self.sessions.get(sid)
-        if session is None or (session.closed and (ws is not None or request.method != "GET")):
+        if session is None or (session.closed and (upgrade or request.method != "GET")):
             # A closed session lingers only for one GET to collect its close packet.
             logger.info("request for unknown session %r", sid[:40])
             return refuse(http.UNKNOWN_SID)
-        if ws is not None:
+        if upgrade:
             if not self.allow_upgrades:
                 return refuse(http.BAD_REQUEST)
-            transports.websocket_upgrade(self, session, ws, request.query)
-            return []
+            return transports.websocket_upgrade(self, session, ws, accept, request, start_response, cors)
         if session.state is State.WEBSOCKET:
             return refuse(http.BAD_REQUEST)
         if request.method == "GET":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import gevent
 
@@ -218,36 +218,71 @@ def _serve(server: "Server", session: Session, ws: WebSocket) -> None:
     ws.detach = None
     held = detach() if detach is not None else None
     if held is None:
-        _read_loop(session, ws)
+        try:
+            _read_loop(session, ws)
+        finally:
+            ws.close()
         return
     sock, rfile = held
     ws.reader = EventReader(session, ws, sock, rfile, _read_one, server.workers)
     ws.reader.run()  # what arrived already, then the watcher; the request returns
 
 
-def websocket_open(server: "Server", ws: WebSocket, request: http.Request) -> None:
+# A WebSocket request reaches the engine in one of two states: answered 101
+# already (a ``WebSocket``, from gevent-websocket's handler), or waiting for the
+# engine's decision (``accept``, from geventsio's handler: see wsgi.Handler). A
+# refusal is then a close frame, or an HTTP error before anything was answered.
+Accept = Callable[[], tuple[Any, bytes]]
+
+
+def _accepted(server: "Server", accept: Accept) -> tuple[WebSocket, bytes]:
+    """Switch the connection to WebSocket: the connection, and the 101 to send first."""
+    handler, head = accept()
+    return WebSocket.from_handler(handler, server.max_http_buffer_size, server.counters), head
+
+
+def websocket_open(server: "Server", ws: WebSocket | None, accept: Accept | None,
+                   request: http.Request, start_response: Any, headers: http.Headers) -> list[bytes]:
     """A session that starts on WebSocket: send the open packet, then read."""
     session = server._open_session(request.environ, State.WEBSOCKET, request.query)
     if session is None:
+        if ws is None:
+            return http.error(start_response, request, http.FORBIDDEN, headers, 403)
         ws.close(CLOSE_POLICY_VIOLATION, "refused")
-        return
+        return []
+    head = b""
+    if ws is None:
+        ws, head = _accepted(server, accept)
     try:
         data = encode_frame(server._open_frame(session, upgrades=[]))
         server.counters.bytes_out += len(data)
-        ws.write_all(data)
+        ws.write_all(head + data)  # one write: the 101 and the open packet
     except OSError:
         session.close(REASON_TRANSPORT_CLOSE)
-        return
+        ws.close()
+        return []
     session.attach_websocket(ws)
     _serve(server, session, ws)
+    return []
 
 
-def websocket_upgrade(server: "Server", session: Session, ws: WebSocket, query: dict | None = None) -> None:
-    """Move a polling session onto ``ws``: probe, upgrade, then read."""
+def websocket_upgrade(server: "Server", session: Session, ws: WebSocket | None, accept: Accept | None,
+                      request: http.Request, start_response: Any, headers: http.Headers) -> list[bytes]:
+    """Move a polling session onto a WebSocket: probe, upgrade, then read."""
     if session.state is not State.POLLING:
         logger.info("session %s: refused a second WebSocket", session.sid)
-        ws.close(CLOSE_POLICY_VIOLATION, "session already has a websocket")
-        return
+        message = "session already has a websocket"
+        if ws is None:
+            return http.error(start_response, request, http.BAD_REQUEST, headers, 400, message)
+        ws.close(CLOSE_POLICY_VIOLATION, message)
+        return []
+    if ws is None:
+        ws, head = _accepted(server, accept)
+        try:
+            ws.write_all(head)  # the client probes once it has the 101
+        except OSError:
+            ws.close()
+            return []
     upgraded = False
     try:
         with gevent.Timeout(server.upgrade_timeout, False):
@@ -270,6 +305,7 @@ def websocket_upgrade(server: "Server", session: Session, ws: WebSocket, query: 
     if not upgraded:
         session.cancel_upgrade()
         ws.close()
-        return
-    session.attach_websocket(ws, query)
+        return []
+    session.attach_websocket(ws, request.query)
     _serve(server, session, ws)
+    return []

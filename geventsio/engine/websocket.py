@@ -1,9 +1,10 @@
-"""WebSocket frames (RFC 6455) over the connection gevent-websocket opened.
+"""WebSocket frames (RFC 6455) over an upgraded connection.
 
-gevent-websocket performs the HTTP upgrade (so its handler and its gunicorn
-worker keep working), but its frame layer validates UTF-8 and unmasks in pure
-Python and reads a frame of any announced size into memory. geventsio reads
-and writes frames itself on the same stream: the message size limit is checked
+The upgrade is geventsio's handler's (``wsgi.Handler``, see ws_handshake.py)
+or gevent-websocket's (its own handler and gunicorn worker). gevent-websocket's
+frame layer validates UTF-8 and unmasks in pure Python and reads a frame of
+any announced size into memory; geventsio reads and writes frames itself on
+the connection either way: the message size limit is checked
 against the frame header before any payload is read, UTF-8 is validated by
 ``bytes.decode``, unmasking is one big-integer XOR, and a batch of outgoing
 packets leaves in one ``sendall``.
@@ -160,11 +161,22 @@ class WebSocket:
         # gevent-websocket would send a close frame of its own when the request
         # ends; this object owns the connection from now on.
         ws.closed = True
+        return cls.from_handler(handler, max_message_size, counters, stream.read)
+
+    @classmethod
+    def from_handler(cls, handler: Any, max_message_size: int, counters: Counters | None = None,
+                     stream_read: Callable[[int], bytes] | None = None) -> "WebSocket":
+        """Take over the connection of a pywsgi ``handler`` whose request became a WebSocket.
+
+        ``stream_read`` reads the connection when the handler's ``rfile`` is
+        not a standard buffered reader (what was buffered cannot be taken out).
+        """
         sock = handler.socket
-        buffered = _take_buffered(getattr(handler, "rfile", None), sock)
+        rfile = getattr(handler, "rfile", None)
+        buffered = _take_buffered(rfile, sock)
         if buffered is not None:
-            # pywsgi's handler: the 101 answer is out, so the parsed request and
-            # response headers are not read again (the environ has the request's).
+            # The 101 answer is decided, so the parsed request and response
+            # headers are not read again (the environ has the request's).
             # An idle connection should not carry them (~1.5 KB).
             handler.headers = None
             handler.response_headers = []
@@ -181,9 +193,10 @@ class WebSocket:
         # then goes through the TLS socket, on a greenlet (see write_nowait).
         raw = getattr(sock, "_sock", None)
         send_nowait = raw.send if raw is not None and type(sock) is gevent.socket.socket else None
-        if buffered is None:  # not pywsgi's reader: keep reading through the stream
-            return cls(stream.read, stream.write, max_message_size, shutdown, send_nowait, counters)
-        self = cls(sock.recv, stream.write, max_message_size, shutdown, send_nowait, counters, buffered)
+        if buffered is None:  # not pywsgi's reader: keep reading through it
+            read = stream_read or getattr(rfile, "read1", None) or rfile.read
+            return cls(read, sock.sendall, max_message_size, shutdown, send_nowait, counters)
+        self = cls(sock.recv, sock.sendall, max_message_size, shutdown, send_nowait, counters, buffered)
         self.detach = getattr(handler, "detach_websocket", None)
         return self
 

@@ -321,6 +321,13 @@ def http_request(rs: Any, method: str = "GET", query: str = "EIO=4&transport=pol
         conn.close()
 
 
+def websocket_request(rs: Any, query: str, headers: dict | None = None) -> Reply:
+    """An Engine.IO WebSocket upgrade request, for the HTTP answer to one the server refuses."""
+    upgrade = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+               "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode()}
+    return http_request(rs, "GET", query, headers={**upgrade, **(headers or {})})
+
+
 def polling_handshake(rs: Any, headers: dict | None = None) -> str:
     reply = http_request(rs, headers=headers)
     assert reply.status == 200 and reply.text.startswith("0"), (reply.status, reply.body)

@@ -5,7 +5,7 @@ Documented answers:
 - a CONNECT to a namespace the server does not accept gets a CONNECT_ERROR
   ``{"message": "Invalid namespace"}`` and changes no table;
 - a request for an unknown sid gets HTTP 400 ``{"code": 1, "message":
-  "Session ID unknown"}`` (a WebSocket: close 1008 ``Session ID unknown``);
+  "Session ID unknown"}``, a WebSocket request too (refused before any 101);
 - the sid is a bearer credential (120 random bits), as in Node's engine.io:
   whoever presents it speaks for the session. What a second client holding
   someone else's sid can do is pinned down below;
@@ -33,10 +33,12 @@ from .support import (
     polling_handshake,
     post,
     wait_until,
+    websocket_request,
 )
 
 UNKNOWN_SID = {"code": 1, "message": "Session ID unknown"}
 BAD_REQUEST = {"code": 3, "message": "Bad request"}
+SECOND_WEBSOCKET = {"code": 3, "message": "session already has a websocket"}
 
 
 def _random_namespaces(seed: int, count: int = 1000) -> list[str]:
@@ -133,10 +135,8 @@ def test_unknown_sid_over_polling(hostile, method, sid):
 
 def test_unknown_sid_over_websocket(hostile):
     target = hostile()
-    ws = WSConn(target.port, "/socket.io/?EIO=4&transport=websocket&sid=unknown")
-    messages, code, reason = ws.read_until_closed()
-    assert (messages, code, reason) == ([], 1008, "Session ID unknown")
-    ws.close()
+    reply = websocket_request(target.rs, "EIO=4&transport=websocket&sid=unknown")
+    assert (reply.status, reply.json()) == (400, UNKNOWN_SID)
     target.finish()
 
 
@@ -204,9 +204,8 @@ def test_stolen_sid_upgrade_takes_the_session_over(hostile):
     reply = poll(target.rs, eio)  # the victim's own polling is now refused
     assert (reply.status, reply.json()) == (400, BAD_REQUEST)
     # A third client cannot take it again: one WebSocket per session.
-    other = WSConn(target.port, f"/socket.io/?EIO=4&transport=websocket&sid={eio}")
-    assert other.read_until_closed()[1:] == (1008, "session already has a websocket")
-    other.close()
+    other = websocket_request(target.rs, f"EIO=4&transport=websocket&sid={eio}")
+    assert (other.status, other.json()) == (400, SECOND_WEBSOCKET)
     ws.close()
     assert target.recorder.reason(victim) == "transport close"
     target.finish()
@@ -220,9 +219,8 @@ def test_stolen_sid_of_a_websocket_session_gets_nothing(hostile):
         reply = http_request(target.rs, method, f"EIO=4&transport=polling&sid={raw.eio_sid}",
                              body=b'42["echo","x"]' if method == "POST" else None)
         assert (reply.status, reply.json()) == (400, BAD_REQUEST)
-    other = WSConn(target.port, f"/socket.io/?EIO=4&transport=websocket&sid={raw.eio_sid}")
-    assert other.read_until_closed()[1:] == (1008, "session already has a websocket")
-    other.close()
+    other = websocket_request(target.rs, f"EIO=4&transport=websocket&sid={raw.eio_sid}")
+    assert (other.status, other.json()) == (400, SECOND_WEBSOCKET)
     raw.send('421["echo","untouched"]')
     assert raw.recv() == '431["untouched"]'
     raw.close()
