@@ -1,5 +1,6 @@
 """geventsio's WSGI handler: limits on how long a client may take to send a request."""
 
+import re
 import socket
 
 import pytest
@@ -70,6 +71,9 @@ def served():
         if ws is not None:  # gevent-websocket's, for any upgrade that is not Engine.IO's
             ws.send("beside: " + ws.receive())
             return []
+        if environ["PATH_INFO"] == "/chunks":  # no length: the body goes out chunked
+            start_response("200 OK", [])
+            return (part for part in (b"ab", b"", b"cde"))
         body = repr(sorted((k, v) for k, v in environ.items() if k.startswith("HTTP_"))).encode()
         start_response("200 OK", [("Content-Length", str(len(body)))])
         return [body]
@@ -152,3 +156,11 @@ def test_header_fields_reach_the_app_as_pywsgi_gave_them(served):
 ])
 def test_ambiguous_heads_get_400_and_a_close(served, head):
     assert _exchange(served, head).startswith(b"HTTP/1.1 400 ")
+
+
+def test_a_body_without_length_is_chunked_and_dated(served):
+    answer = _exchange(served, b"GET /chunks HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head, body = answer.split(b"\r\n\r\n", 1)
+    assert b"\r\nTransfer-Encoding: chunked" in head
+    assert re.search(rb"\r\nDate: \w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT", head)
+    assert body == b"2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n"
