@@ -9,6 +9,8 @@ from gevent import monkey
 monkey.patch_all()
 
 import dataclasses  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
 from typing import Any, Callable, Iterator  # noqa: E402
 
 import pytest  # noqa: E402
@@ -73,3 +75,17 @@ def engine_server(serve_app) -> Callable[..., RunningServer]:
         return serve_app(srv, path="engine.io")
 
     return start
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory) -> tuple[str, str]:
+    """(certificate, key) PEM files of a self-signed certificate for 127.0.0.1, valid for a day."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return str(cert), str(key)

@@ -1,6 +1,8 @@
-"""A Socket.IO app for several gunicorn workers: Redis for broadcasts, session routing for polling.
+"""A Socket.IO app for several processes: Redis for broadcasts, session routing for polling.
 
-Configured by the environment: ``GEVENTSIO_TEST_REDIS_URL`` and ``GEVENTSIO_TEST_REDIS_KEY``.
+Served by gunicorn workers (tests/test_gunicorn_workers.py), or one process a
+port behind nginx (tests/apps/serve_cluster_app.py). Configured by the
+environment: ``GEVENTSIO_TEST_REDIS_URL`` and ``GEVENTSIO_TEST_REDIS_KEY``.
 """
 
 import os
@@ -20,6 +22,10 @@ def connect(sid, environ, auth):
     router = environ.get("geventsio.router")
     if router is not None and not routers:
         routers.append(router)
+    # Behind a proxy, the proxy is the peer: the client's address and scheme come in its headers.
+    sio.save_session(sid, {"peer": environ.get("REMOTE_ADDR"), "host": environ.get("HTTP_HOST"),
+                           "forwarded_for": environ.get("HTTP_X_FORWARDED_FOR"),
+                           "forwarded_proto": environ.get("HTTP_X_FORWARDED_PROTO")})
 
 
 @sio.on("join")
@@ -41,10 +47,11 @@ def bcast(sid, room, data):
 
 @sio.on("where")
 def where(sid):
-    """Which worker owns this client's session, what its router did, and the client's transport."""
+    """Which worker owns this client's session, what its router did, the client's transport,
+    and what the connection's HTTP request said (``connect``)."""
     stats = dict(routers[0].stats) if routers else {}
-    return {"pid": os.getpid(), "tag": routers[0].tag if routers else "", "stats": stats,
-            "transport": sio.transport(sid)}
+    return dict(sio.get_session(sid), pid=os.getpid(), tag=routers[0].tag if routers else "",
+                stats=stats, transport=sio.transport(sid))
 
 
 app = geventsio.WSGIApp(sio)

@@ -12,29 +12,14 @@
 // (default 15000) ms.
 
 import { io } from "socket.io-client";
+import { connected, joinAndEcho, reporter, upgraded } from "./many_clients.mjs";
 
 const [url, countArg = "12"] = process.argv.slice(2);
 const count = Number(countArg);
 const TIMEOUT_MS = Number(process.env.SIO_CLIENT_TIMEOUT_MS || 15000);
 const ACK_MS = 5000;
 const sockets = [];
-
-function finish(report) {
-  clearTimeout(timer);
-  for (const s of sockets) s.disconnect();
-  process.stdout.write(JSON.stringify(report) + "\n");
-  process.exit(report.ok ? 0 : 1);
-}
-
-const timer = setTimeout(() => finish({ ok: false, error: `timed out after ${TIMEOUT_MS} ms` }),
-  TIMEOUT_MS);
-
-function connected(s) {
-  return new Promise((resolve, reject) => {
-    s.once("connect", resolve);
-    s.once("connect_error", (err) => reject(new Error(`connect_error: ${err.message}`)));
-  });
-}
+const finish = reporter(sockets, TIMEOUT_MS);
 
 async function main() {
   const ready = [];
@@ -43,18 +28,10 @@ async function main() {
     const s = io(url, { transports, forceNew: true, reconnection: false });
     sockets.push(s);
     ready.push(connected(s));
-    if (transports.length > 1) {
-      ready.push(new Promise((resolve) => s.io.engine.once("upgrade", resolve)));
-    }
+    if (transports.length > 1) ready.push(upgraded(s));
   }
   await Promise.all(ready);
-  for (const [i, s] of sockets.entries()) {
-    if ((await s.timeout(ACK_MS).emitWithAck("join", "all")) !== true) throw new Error("join refused");
-    for (let n = 0; n < 5; n++) {
-      const back = await s.timeout(ACK_MS).emitWithAck("echo", { i, n });
-      if (back.i !== i || back.n !== n) throw new Error(`wrong echo ${JSON.stringify(back)}`);
-    }
-  }
+  await joinAndEcho(sockets, ACK_MS);
   const token = `hello ${Date.now()}`;
   const received = sockets.map((s) => new Promise((resolve) => {
     s.on("msg", (data) => { if (data === token) resolve(); });
