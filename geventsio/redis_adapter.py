@@ -122,6 +122,15 @@ class RedisAdapter(Adapter):
         self.requests: dict[str, _Pending] = {}
         self.cluster_acks: dict[str, _ClusterAck] = {}
 
+    def after_fork(self) -> None:
+        """A forked child is another member of the cluster: it needs a uid of its own.
+
+        With its parent's, each would drop the other's broadcasts and requests as its own.
+        """
+        self.uid = proto.new_uid()
+        self.specific_response_channel = proto.specific_response_channel(self.manager.key, self.namespace,
+                                                                         self.uid)
+
     # -- outgoing ------------------------------------------------------------
 
     def broadcast(self, data: list, frames: list, rooms: Iterable[str] = (),

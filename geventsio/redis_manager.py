@@ -16,11 +16,24 @@ dropped (said once in the log), cluster requests fail at once with a
 ``TimeoutError`` that says Redis is unavailable (those waiting for answers
 when the connection broke fail the same way), and the reader reconnects with
 back-off, resubscribes and says so in the log.
+
+A process forked after the manager was built (``gunicorn --preload``, whose
+master imports the app before forking its workers; ``os.fork()``;
+``multiprocessing`` with fork) gets a manager of its own: a hook run by
+``os.fork`` in the child gives each adapter a new uid (the parent's would make
+each process drop the other's broadcasts as its own), closes the child's copy
+of the parent's pub/sub socket, drops what the parent's publisher had queued,
+and starts the child's own reader and publisher; redis-py's pools open new
+connections in the child by themselves. A hook rather than an ``os.getpid()``
+test on each emit: that is a system call (~0.3 µs) per emit, and the reader
+must start in a child that never emits.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import weakref
 from typing import TYPE_CHECKING, Any, Iterable
 
 import gevent
@@ -84,6 +97,7 @@ class RedisManager:
         self._closed = False
         self.subscribed = Event()  # set while the subscriptions are in place
         self.lost: str | None = None  # why Redis is unavailable, while the reader knows it is
+        _live_managers.add(self)
 
     adapter_class = RedisAdapter
 
@@ -125,6 +139,36 @@ class RedisManager:
         self.pub.close()
         self._sub_client.close()
 
+    def _after_fork(self) -> None:
+        """In a child process just forked: stop using the parent's uids, sockets and greenlets.
+
+        Runs inside ``os.fork()`` (in the child), maybe before gevent's hub is
+        reinitialized: nothing here may block or switch greenlets. The
+        parent's greenlets are copied into the child; killed here, they are
+        gone at the child's first loop turn, before it polls any socket. Only
+        if the parent's socket was already found readable in the very loop turn
+        that forked could a copy read from it first (a fork from a running app).
+        """
+        self._lock = RLock()  # the parent's may be held by one of its greenlets
+        adapters = set(self._patterns.values())
+        self._channels = {}
+        for adapter in adapters:
+            adapter.after_fork()
+            for channel in (adapter.request_channel, adapter.response_channel,
+                            adapter.specific_response_channel):
+                self._channels[channel] = adapter
+        # The copy of the parent's reader holds the parent's pub/sub connection: killed, it closes the
+        # child's descriptor (redis-py shuts a socket down only in the process that opened it).
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.kill(block=False)
+        self._pubsub = None
+        self.subscribed.clear()
+        self.lost = None
+        self.publisher.after_fork()
+        if not self._closed and adapters:
+            self._reader = gevent.spawn(self._read_forever)
+
     # -- the reader ---------------------------------------------------------
 
     def _subscribe(self, pubsub: Any, adapters: Iterable["RedisAdapter"]) -> None:
@@ -144,6 +188,7 @@ class RedisManager:
                 pass
 
     def _read_forever(self) -> None:
+        me = gevent.getcurrent()
         delay = self.reconnect_delay
         lost = False
         while not self._closed:
@@ -163,6 +208,8 @@ class RedisManager:
                     if message is not None:
                         self._dispatch(message)
             except (redis.RedisError, OSError) as exc:
+                if self._reader is not me:
+                    return  # a forked child's copy of its parent's reader, whose socket was closed
                 self._drop_pubsub()
                 if self._closed:
                     return
@@ -211,6 +258,21 @@ class RedisManager:
             logger.warning("dropped a malformed message on %s: %s", channel, exc)
         except Exception:
             logger.exception("dropped a message on %s that could not be handled", channel)
+
+
+_live_managers: "weakref.WeakSet[RedisManager]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for manager in list(_live_managers):
+        try:
+            manager._after_fork()
+        except Exception:  # pragma: no cover - never let a fork fail over a manager
+            logger.exception("could not prepare a Redis manager for the forked process %d", os.getpid())
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _text(value: Any) -> str:

@@ -57,6 +57,21 @@ class Publisher:
         """Wait (at most ``timeout`` seconds) until everything queued has been sent or dropped."""
         return self._idle.wait(timeout)
 
+    def after_fork(self) -> None:
+        """In a forked child (called by the manager): the queued messages are the parent's to send.
+
+        The parent's greenlet, copied into the child, is killed before it can run;
+        the next ``publish`` starts the child's own. Never blocks.
+        """
+        greenlet, self._greenlet = self._greenlet, None
+        if greenlet is not None:
+            greenlet.kill(block=False)
+        self._queue.clear()
+        self._ready = Event()  # the killed copy waits on the old one
+        self._idle = Event()
+        self._idle.set()
+        self._overflowing = False
+
     def close(self) -> None:
         if self._greenlet is not None:
             self._greenlet.kill(block=False)
@@ -67,8 +82,9 @@ class Publisher:
     def _run(self) -> None:
         queue = self._queue
         while True:
-            self._ready.wait()
-            self._ready.clear()
+            ready = self._ready
+            ready.wait()
+            ready.clear()
             while queue:
                 batch = [queue.popleft() for _ in range(min(self.batch, len(queue)))]
                 self._send(batch)

@@ -139,6 +139,21 @@ class RedisStreamsManager(RedisManager):
         super().close()
         self._stream_client.close()
 
+    def _after_fork(self) -> None:
+        """In a child process just forked (see ``RedisManager._after_fork``): a stream reader of its own.
+
+        The child reads on from the parent's position. Its copy of the parent's
+        reader is killed before the child's loop polls; only if that reader's
+        reply was already due in the very loop turn that forked could the copy
+        take it, and the parent would then read again after ``block`` + 5 s.
+        """
+        super()._after_fork()
+        reader, self._stream_reader = self._stream_reader, None
+        if reader is not None:
+            reader.kill(block=False)
+        if not self._closed and self._stream_adapters:
+            self._stream_reader = gevent.spawn(self._read_stream)
+
     # -- the stream reader ----------------------------------------------------
 
     def _find_position(self) -> None:
@@ -146,9 +161,10 @@ class RedisStreamsManager(RedisManager):
         self.position = sp.parse_entry_id(last[0][0]) if last else (0, 0)
 
     def _read_stream(self) -> None:
+        me = gevent.getcurrent()
         delay = self.reconnect_delay
         lost = False
-        while not self._closed:
+        while not self._closed and self._stream_reader is me:
             try:
                 if self.position is None:
                     self._find_position()
@@ -163,7 +179,7 @@ class RedisStreamsManager(RedisManager):
                     for entry_id, fields in entries:
                         self._dispatch_entry(entry_id, fields)
             except (redis.RedisError, OSError) as exc:
-                if self._closed:
+                if self._closed or self._stream_reader is not me:
                     return
                 logger.warning("lost the Redis stream connection (%s); reconnecting in %.1fs", exc, delay)
                 lost = True

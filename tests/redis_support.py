@@ -73,6 +73,22 @@ class Inbox:
                 self._changed.wait()
 
 
+def assert_each_receives_once(inboxes: list[Inbox], send: Callable[[str], Any], tag: str,
+                              labels: list | None = None) -> None:
+    """``send`` two messages tagged ``tag``; every inbox must get each exactly once, in order.
+
+    The second is a marker: one sender's messages reach a client in order, so
+    once the marker is in, a lost or doubled first message would show.
+    """
+    send(f"{tag}-1")
+    send(f"{tag}-end")
+    for inbox in inboxes:
+        inbox.wait_for(f"{tag}-end")
+    for n, inbox in enumerate(inboxes):
+        got = [m for m in inbox.messages if isinstance(m, str) and m.startswith(tag + "-")]
+        assert got == [f"{tag}-1", f"{tag}-end"], (labels[n] if labels else n, got)
+
+
 def py_client(url: str, room: str) -> tuple[geventsio.Client, Inbox]:
     """A geventsio.Client on WebSocket, in ``room``, recording its ``room-msg`` events."""
     client = geventsio.Client(reconnection=False)

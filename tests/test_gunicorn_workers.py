@@ -8,7 +8,9 @@ router statistics prove that it happened). Clients: python-socketio,
 geventsio's, and the official socket.io-client (tests/interop/cluster_clients.mjs).
 Broadcasts between workers go through Redis (tests/apps/sio_cluster.py), and a
 private Redis is killed and started again under the workers. The documented
-alternative, WebSocket-only clients, is checked with routing off.
+alternative, WebSocket-only clients, is checked with routing off. With
+``--preload`` the app's Server and Redis manager are built in the master, and
+each forked worker must still be a cluster member of its own.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gevent
 import pytest
 import redis
 import socketio
 from node_support import require_npm_packages, run_node_report
 from private_redis import private_redis  # noqa: F401 - a fixture
-from redis_support import REDIS_URL, WAIT, Inbox, require_redis, unique_key, wait_subscribers
+from redis_support import (REDIS_URL, WAIT, Inbox, assert_each_receives_once, require_redis, unique_key,
+                           wait_subscribers)
 
 import geventsio
 from geventsio.worker_routing import default_directory
@@ -36,17 +40,24 @@ INTEROP_DIR = Path(__file__).resolve().parent / "interop"
 
 
 class Gunicorn:
-    """``gunicorn -w 3`` serving tests/apps/sio_cluster.py on a Redis; every worker is subscribed."""
+    """``gunicorn -w 3`` serving tests/apps/sio_cluster.py on a Redis; every worker is subscribed.
 
-    def __init__(self, routing: bool = True, redis_url: str = REDIS_URL):
+    ``preload``: the app (its Server and Redis manager) is built in the master,
+    before the workers fork. ``stream``: ``RedisStreamsManager`` on that stream.
+    """
+
+    def __init__(self, routing: bool = True, redis_url: str = REDIS_URL, workers: int = WORKERS,
+                 preload: bool = False, stream: str | None = None):
         self.routing = routing
+        self.workers = workers
         self.key = unique_key()
         self.redis = redis.Redis.from_url(redis_url)
         env = dict(os.environ, GEVENTSIO_TEST_REDIS_URL=redis_url, GEVENTSIO_TEST_REDIS_KEY=self.key,
-                   GEVENTSIO_WORKER_ROUTING="1" if routing else "0")
+                   GEVENTSIO_WORKER_ROUTING="1" if routing else "0", GEVENTSIO_TEST_STREAM=stream or "")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-k", "geventsio.gunicorn_worker.GeventSocketIOWorker",
-             "-w", str(WORKERS), "-b", "127.0.0.1:0", "--graceful-timeout", "5",
+             "-w", str(workers), "-b", "127.0.0.1:0", "--graceful-timeout", "5",
+             *(["--preload"] if preload else []),
              "--chdir", os.path.dirname(__file__), "apps.sio_cluster:app"],
             stderr=subprocess.PIPE, text=True, env=env)
         port = None
@@ -56,21 +67,21 @@ class Gunicorn:
             m = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", line)
             if m:
                 port = int(m.group(1))
-            if sum("Booting worker" in s for s in self.seen) == WORKERS:
+            if sum("Booting worker" in s for s in self.seen) == workers:
                 break
         assert port is not None, "".join(self.seen)
         self.url = f"http://127.0.0.1:{port}"
         try:
             self.wait_subscribed()
             if routing:  # one socket per worker, in a directory named after the master
-                assert len(os.listdir(default_directory(self.proc.pid))) == WORKERS
+                assert len(os.listdir(default_directory(self.proc.pid))) == workers
         except BaseException:
             self.proc.kill()
             self.proc.communicate()
             raise
 
     def wait_subscribed(self) -> None:
-        wait_subscribers(self.redis, self.key, WORKERS)
+        wait_subscribers(self.redis, self.key, self.workers)
 
     def stop(self) -> str:
         """Stop gunicorn and check its log (returned) and that the workers cleaned up."""
@@ -229,3 +240,45 @@ def test_redis_restart_loses_no_client_of_any_worker(private_redis):  # noqa: F8
         log = server.stop()
     assert log.count("lost the Redis connection") == WORKERS, log
     assert log.count("subscriptions restored") == WORKERS, log
+
+
+@pytest.mark.parametrize("mode", ["pubsub", "streams"])
+def test_preloaded_app_each_worker_is_a_cluster_member_of_its_own(mode):
+    """``gunicorn --preload``: the manager was built in the master; each worker has its own
+    uid, connections and reader, and a broadcast reaches every member once, whichever process
+    (a worker, an emitter) sent it."""
+    stream = unique_key() + "-stream" if mode == "streams" else None
+    server = Gunicorn(workers=2, preload=True, stream=stream)
+    clients, inboxes, where = [], [], []
+    try:
+        # Until both workers own sessions. Whichever worker accepts a handshake owns it; polling
+        # clients connecting at once keep both workers accepting.
+        while len({w["pid"] for w in where}) < 2 and len(clients) < 48:
+            batch = [Inbox() for _ in range(8)]
+            connecting = [gevent.spawn(python_socketio_client, server.url, ["polling"], inbox) for inbox in batch]
+            gevent.joinall(connecting, raise_error=True)
+            for inbox, greenlet in zip(batch, connecting):
+                clients.append(greenlet.value)
+                inboxes.append(inbox)
+                assert greenlet.value.call("join", "room", timeout=WAIT) is True
+                where.append(greenlet.value.call("where", timeout=WAIT))
+        by_pid = {w["pid"]: w["uid"] for w in where}
+        assert len(by_pid) == 2, f"every session landed on one worker: {by_pid}"
+        assert len(set(by_pid.values())) == 2, f"the workers share the master's uid: {by_pid}"
+        server.wait_subscribed()  # exactly one subscription per worker
+
+        pids = [w["pid"] for w in where]
+        other = next(n for n, pid in enumerate(pids) if pid != pids[0])
+        for n in (0, other):  # from a client of each worker
+            assert_each_receives_once(inboxes, lambda m: clients[n].call("bcast", ("room", m), timeout=WAIT),
+                                      f"worker{n}", pids)
+        if stream is None:
+            emitter = geventsio.Emitter(server.redis, key=server.key)
+        else:
+            emitter = geventsio.StreamsEmitter(server.redis, stream_name=stream)
+        assert_each_receives_once(inboxes, lambda m: emitter.to("room").emit("msg", m), "emitter", pids)
+    finally:
+        disconnect_all(clients)
+        if stream is not None:
+            server.redis.delete(stream)
+        server.stop()

@@ -2,18 +2,23 @@
 
 Served by gunicorn workers (tests/test_gunicorn_workers.py), or one process a
 port behind nginx (tests/apps/serve_cluster_app.py). Configured by the
-environment: ``GEVENTSIO_TEST_REDIS_URL`` and ``GEVENTSIO_TEST_REDIS_KEY``.
+environment: ``GEVENTSIO_TEST_REDIS_URL`` and ``GEVENTSIO_TEST_REDIS_KEY``, and
+``GEVENTSIO_TEST_STREAM`` (a stream name: ``RedisStreamsManager`` on it instead
+of ``RedisManager``). Built at import, so ``gunicorn --preload`` builds it in the
+master, before the workers fork.
 """
 
 import os
 
 import geventsio
 
-sio = geventsio.Server(
-    client_manager=geventsio.RedisManager(os.environ["GEVENTSIO_TEST_REDIS_URL"],
-                                          key=os.environ["GEVENTSIO_TEST_REDIS_KEY"],
-                                          reconnect_delay=0.05, reconnect_delay_max=0.2),
-    ping_interval=5, ping_timeout=5)
+_options = dict(key=os.environ["GEVENTSIO_TEST_REDIS_KEY"], reconnect_delay=0.05, reconnect_delay_max=0.2)
+if os.environ.get("GEVENTSIO_TEST_STREAM"):
+    manager = geventsio.RedisStreamsManager(os.environ["GEVENTSIO_TEST_REDIS_URL"],
+                                            stream_name=os.environ["GEVENTSIO_TEST_STREAM"], **_options)
+else:
+    manager = geventsio.RedisManager(os.environ["GEVENTSIO_TEST_REDIS_URL"], **_options)
+sio = geventsio.Server(client_manager=manager, ping_interval=5, ping_timeout=5)
 routers: list = []  # this worker's router, seen in the environ of its first connection
 
 
@@ -48,10 +53,10 @@ def bcast(sid, room, data):
 @sio.on("where")
 def where(sid):
     """Which worker owns this client's session, what its router did, the client's transport,
-    and what the connection's HTTP request said (``connect``)."""
+    what the connection's HTTP request said (``connect``), and the cluster uid of its adapter."""
     stats = dict(routers[0].stats) if routers else {}
     return dict(sio.get_session(sid), pid=os.getpid(), tag=routers[0].tag if routers else "",
-                stats=stats, transport=sio.transport(sid))
+                stats=stats, transport=sio.transport(sid), uid=sio.adapters["/"].uid)
 
 
 app = geventsio.WSGIApp(sio)
