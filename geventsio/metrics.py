@@ -88,6 +88,9 @@ def server_stats(sio: Any) -> dict[str, Any]:
         "disconnects_by_reason": dict(c.disconnects),
         "ack_timeouts": c.ack_timeouts,
     })
+    cluster_stats = getattr(sio.client_manager, "cluster_stats", None)
+    if cluster_stats is not None:  # RedisStreamsManager: stream_gaps, stream_entries_missed
+        stats.update(cluster_stats())
     return stats
 
 
@@ -141,6 +144,13 @@ def prometheus_text(stats: dict[str, Any]) -> str:
                        [({"reason": r}, n) for r, n in sorted(stats["disconnects_by_reason"].items())])
         out += _family(p + "socketio_ack_timeouts_total", "counter",
                        "Acknowledgements the server waited for in vain.", [({}, stats["ack_timeouts"])])
+    if "stream_gaps" in stats:
+        out += _family(p + "redis_stream_gaps_total", "counter",
+                       "Times the stream reader found entries trimmed before it read them.",
+                       [({}, stats["stream_gaps"])])
+        out += _family(p + "redis_stream_entries_missed_total", "counter",
+                       "Stream entries trimmed before the reader read them (counted with Redis 7+).",
+                       [({}, stats["stream_entries_missed"])])
     return "\n".join(out) + "\n"
 
 

@@ -98,6 +98,11 @@ class RedisStreamsManager(RedisManager):
         self._stream_reader: gevent.Greenlet | None = None
         # The id of the last entry the reader delivered; None until known (Redis away at start).
         self.position: EntryId | None = None
+        # Entries ever appended to the stream up to the position (Redis ≥ 7; else None): with the
+        # stream's count of them, how many were trimmed unread.
+        self._added_to_position: int | None = None
+        self.stream_gaps = 0  # times the reader found entries trimmed before it read them
+        self.stream_entries_missed = 0  # ... and how many
 
     def create_adapter(self, namespace: str, server: "Server") -> "RedisStreamsAdapter":
         """The adapter of one namespace (called by the server when the namespace is first used)."""
@@ -157,22 +162,39 @@ class RedisStreamsManager(RedisManager):
     # -- the stream reader ----------------------------------------------------
 
     def _find_position(self) -> None:
-        last = self._stream_client.xrevrange(self.stream_name, "+", "-", count=1)
-        self.position = sp.parse_entry_id(last[0][0]) if last else (0, 0)
+        try:
+            info = self._stream_client.xinfo_stream(self.stream_name)
+        except redis.ResponseError as exc:
+            if "no such key" not in str(exc).lower():
+                raise
+            self.position, self._added_to_position = (0, 0), 0
+            return
+        self.position = sp.parse_entry_id(info.get("last-generated-id")) or (0, 0)
+        added = info.get("entries-added")  # Redis 7: entries ever appended, all up to the position
+        self._added_to_position = added if isinstance(added, int) else None
 
     def _read_stream(self) -> None:
         me = gevent.getcurrent()
         delay = self.reconnect_delay
         lost = False
+        behind = True  # at the start and after a reconnection, see first whether entries were trimmed
         while not self._closed and self._stream_reader is me:
             try:
                 if self.position is None:
                     self._find_position()
-                reply = self._stream_client.xread({self.stream_name: sp.format_entry_id(self.position)},
-                                                  count=self.read_count, block=int(self.block * 1000))
+                start = self.position
+                reply = None
+                if not behind:
+                    reply = self._stream_client.xread({self.stream_name: sp.format_entry_id(start)},
+                                                      count=self.read_count, block=int(self.block * 1000))
+                behind = self._is_full(reply)
+                if behind or reply is None:
+                    # Perhaps past trimmed entries: read again with the stream's state, atomically.
+                    reply = self._read_checked(start)
+                    behind = self._is_full(reply)
                 if lost:
                     logger.warning("reconnected to Redis at %s; reading the stream %s from %s", self.url,
-                                   self.stream_name, sp.format_entry_id(self.position))
+                                   self.stream_name, sp.format_entry_id(start))
                     lost = False
                 delay = self.reconnect_delay
                 for _stream, entries in reply or ():
@@ -183,15 +205,73 @@ class RedisStreamsManager(RedisManager):
                     return
                 logger.warning("lost the Redis stream connection (%s); reconnecting in %.1fs", exc, delay)
                 lost = True
+                behind = True
                 self._stream_client.connection_pool.disconnect()
                 gevent.sleep(delay)
                 delay = min(delay * 2, self.reconnect_delay_max)
+
+    def _is_full(self, reply: Any) -> bool:
+        """Whether a read may have jumped over trimmed entries.
+
+        Trimming (``~``) keeps at least ``max_len`` entries, so a reader whose next
+        entries were trimmed gets a full read: ``read_count`` entries, or ``max_len``.
+        """
+        count = sum(len(entries) for _stream, entries in reply or ())
+        return count >= min(self.read_count, self.max_len)
+
+    def _read_checked(self, start: EntryId) -> Any:
+        """XINFO STREAM and XREAD (not blocking) from ``start`` in one transaction; a gap is noted."""
+        pipe: Any = self._stream_client.pipeline(transaction=True)
+        pipe.xinfo_stream(self.stream_name)
+        pipe.xread({self.stream_name: sp.format_entry_id(start)}, count=self.read_count)
+        info, reply = pipe.execute(raise_on_error=False)
+        if isinstance(reply, Exception):
+            raise reply
+        if isinstance(info, dict):
+            self._check_gap(start, info)
+        elif "no such key" not in str(info).lower():
+            raise info
+        return reply
+
+    def _check_gap(self, start: EntryId, info: dict) -> None:
+        """Count and log (once) the entries after ``start`` trimmed before this reader read them."""
+        first = info.get("first-entry")
+        first_id = sp.parse_entry_id(first[0]) if first else None
+        if first_id is None or first_id <= start:
+            return  # the entry at the position is still there: nothing after it was trimmed
+        added, length = info.get("entries-added"), info.get("length")
+        missed = None
+        if isinstance(added, int) and isinstance(length, int) and self._added_to_position is not None:
+            trimmed = added - length  # Redis 7: every entry before the first one still there
+            missed = trimmed - self._added_to_position
+            if missed <= 0:
+                return  # only entries up to the position were trimmed
+            self._added_to_position = trimmed
+        self.stream_gaps += 1
+        if missed is not None:
+            self.stream_entries_missed += missed
+        logger.warning("the reader of the stream %s fell more than max_len=%d entries behind: %s entries "
+                       "after %s were trimmed before it read them (the stream now starts at %s, %.3fs "
+                       "later); its clients missed them and cannot recover them", self.stream_name,
+                       self.max_len, missed if missed is not None else "an unknown number of",
+                       sp.format_entry_id(start), sp.format_entry_id(first_id), (first_id[0] - start[0]) / 1000)
+
+    def cluster_stats(self) -> dict[str, int]:
+        """Counters of this manager, part of ``Server.stats()``.
+
+        ``stream_gaps``: times the reader found entries trimmed before it read
+        them (it fell more than ``max_len`` behind); ``stream_entries_missed``:
+        how many entries those were (counted with Redis ≥ 7).
+        """
+        return {"stream_gaps": self.stream_gaps, "stream_entries_missed": self.stream_entries_missed}
 
     def _dispatch_entry(self, raw_id: Any, fields: dict) -> None:
         at = sp.parse_entry_id(raw_id)
         if at is None or (self.position is not None and at <= self.position):
             return
         self.position = at
+        if self._added_to_position is not None:
+            self._added_to_position += 1
         entry_id = sp.format_entry_id(at)
         try:
             uid, nsp, kind, data = sp.decode_entry(fields)

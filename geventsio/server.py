@@ -273,7 +273,9 @@ class Server(PacketHandling, RoomsMixin, HandlerDecorators):
         queued), ``closes_by_reason`` (Engine.IO sessions),
         ``connects_by_namespace``, ``connect_refusals_by_namespace``,
         ``disconnects_by_reason`` (as disconnect handlers get it),
-        ``ack_timeouts``, ``uptime`` (seconds). ``WSGIApp(...,
+        ``ack_timeouts``, ``uptime`` (seconds); with ``RedisStreamsManager`` also
+        ``stream_gaps`` and ``stream_entries_missed`` (entries trimmed from the
+        stream before this server's reader read them). ``WSGIApp(...,
         metrics_path="/metrics")`` serves the same in Prometheus' text format.
         """
         return metrics.server_stats(self)

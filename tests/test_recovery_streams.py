@@ -385,3 +385,51 @@ def test_redis_unreachable_local_clients_are_still_served(make_client):
             app[1].stop(timeout=0)
             app[0].shutdown(timeout=0.5)
         proxy.close()
+
+
+def test_a_reader_held_back_past_max_len_counts_and_logs_the_gap(make_client, caplog):
+    """Entries trimmed before the reader read them are lost to its clients: said once, and counted."""
+    r = require_redis()
+    stream = unique_key()
+    proxy = FreezingProxy(6379)  # between this server and Redis only: the emitter appends directly
+    app = None
+    try:
+        manager = geventsio.RedisStreamsManager(f"redis://127.0.0.1:{proxy.port}/0", stream_name=stream,
+                                                key=unique_key(), max_len=10, read_count=5)
+        sio = geventsio.Server(client_manager=manager)
+        wsgi = geventsio.make_server(geventsio.WSGIApp(sio), "127.0.0.1", 0)
+        wsgi.start()
+        app = (sio, wsgi)
+        got = Log()
+        client = make_client()
+        client.on("news", got)
+        client.connect(f"http://127.0.0.1:{wsgi.server_port}", transports=["websocket"], wait_timeout=WAIT)
+        emitter = geventsio.StreamsEmitter(r, stream_name=stream, max_len=10)
+        emitter.emit("news", "before")
+        got.wait_for(1)
+        caplog.set_level(logging.WARNING, logger="geventsio.redis")
+
+        proxy.freeze()  # the reader's XREAD waits (its answer, at most, is held in the proxy)
+        sent = 300
+        for i in range(sent):
+            emitter.emit("news", i)  # each append trims the stream (~10 entries kept)
+        assert r.xlen(stream) < sent
+        proxy.thaw()
+        emitter.emit("news", "after")
+        received = got.wait_for(lambda items: "after" in items)
+        numbers = [n for n in received if isinstance(n, int)]
+        assert numbers == sorted(numbers) and numbers[-1] == sent - 1, numbers
+        missed = sent - len(numbers)
+        assert missed > 0
+        stats = sio.stats()
+        assert (stats["stream_gaps"], stats["stream_entries_missed"]) == (1, missed), stats
+        gaps = [rec.getMessage() for rec in caplog.records if "fell more than max_len" in rec.getMessage()]
+        assert len(gaps) == 1 and f": {missed} entries after" in gaps[0], gaps
+        assert "geventsio_redis_stream_entries_missed_total %d" % missed in \
+            geventsio.metrics.prometheus_text(stats)
+    finally:
+        if app is not None:
+            app[1].stop(timeout=0)
+            app[0].shutdown(timeout=0.5)
+        proxy.close()
+        r.delete(stream)
