@@ -137,6 +137,9 @@ class WebSocket:
         # Received bytes not parsed yet: self._buf[self._pos:]; empty between messages.
         self._buf = buffered
         self._pos = 0
+        # The last non-blocking read returned less than it asked for: the
+        # kernel had nothing more then (see take_available).
+        self._drained = False
         self._write = write
         self._send_nowait = send_nowait
         self._shutdown = shutdown
@@ -198,9 +201,18 @@ class WebSocket:
         ``recv_nowait`` is the socket's non-blocking receive; it raises
         ``BlockingIOError`` when nothing arrived. End of stream and errors
         count as available: ``receive`` meets them again and reports them.
+        False also right after a read that got less than it asked for, without
+        asking again: the caller waits on a level-triggered watcher, which
+        reports bytes that came in since as soon as it is armed.
         """
         if self._pos < len(self._buf):
             return True
+        if self._drained:
+            # The last read emptied the kernel's buffer; asking again would
+            # mostly cost a system call that fails with EAGAIN. Whatever
+            # arrived since wakes the (level-triggered) watcher at once.
+            self._drained = False
+            return False
         try:
             data = recv_nowait(RECV_SIZE)
         except BlockingIOError:
@@ -209,6 +221,7 @@ class WebSocket:
             return True
         self._buf = data
         self._pos = 0
+        self._drained = len(data) < RECV_SIZE
         return True
 
     def _fill(self, n: int) -> bytes:
@@ -217,6 +230,7 @@ class WebSocket:
         Raises ``ConnectionError`` at end of stream.
         """
         rest = self._buf[self._pos:]
+        self._drained = False  # what the kernel holds after these reads is not known
         # Nothing is held while waiting for the client: an idle connection's buffer is empty.
         self._buf = b""
         self._pos = 0
