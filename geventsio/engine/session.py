@@ -19,6 +19,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable
 
 import gevent
+from gevent import getcurrent
 from gevent.event import Event
 
 from .packet import (CLOSE_FRAME, NOOP_FRAME, PING_FRAME, Frame, Packet, PacketType, decode_packet,
@@ -77,6 +78,9 @@ class Session:
         self._inbox_room.set()
         self._awaited_acks = 0  # greenlets in awaiting_ack(True) for this client
         self._dispatcher: Any = None  # the worker greenlet while calls run
+        # The event reader's greenlet while it reads (ws_reader.py): what it
+        # queues waits for it to finish reading and then runs on it.
+        self.reading: Any = None
         self._dispatch_done: Event | None = None  # created only for join_dispatcher
         # The heartbeat is two timers on the event loop, not a greenlet: an idle
         # connection then costs no greenlet for it.
@@ -226,6 +230,7 @@ class Session:
         queue without bound.
         """
         while len(self._inbox) >= self._inbox_limit() and self.state is not State.CLOSED:
+            self.start_dispatcher()  # the calls the reader kept for itself
             self._inbox_room.clear()
             self._inbox_room.wait()
         if self.state is not State.CLOSED:
@@ -250,7 +255,24 @@ class Session:
         """Like ``run_ordered`` but never waits: for timers and the session's own close."""
         self._inbox.append((fn, args))
         if self._dispatcher is None:
+            reading = self.reading
+            if reading is None or reading is not getcurrent():
+                self._dispatcher = self.server.workers.run(self._dispatch)
+
+    def start_dispatcher(self) -> None:
+        """Queued calls get a worker of their own now, if none is running them."""
+        if self._dispatcher is None and self._inbox:
             self._dispatcher = self.server.workers.run(self._dispatch)
+
+    def dispatch_here(self) -> None:
+        """Run the queued calls on this greenlet, unless a dispatcher runs them already.
+
+        For the event reader, once it has stopped reading: its own greenlet
+        then serves as the dispatcher, with no switch to another worker.
+        """
+        if self._dispatcher is None and self._inbox:
+            self._dispatcher = getcurrent()
+            self._dispatch()
 
     def _dispatch(self) -> None:
         room = self._inbox_room

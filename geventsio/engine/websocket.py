@@ -234,6 +234,8 @@ class WebSocket:
         # Nothing is held while waiting for the client: an idle connection's buffer is empty.
         self._buf = b""
         self._pos = 0
+        if self.reader is not None:
+            self.reader.before_wait()
         data = self._read(max(n - len(rest), RECV_SIZE))
         if not data:
             raise ConnectionError("connection closed")
@@ -345,6 +347,8 @@ class WebSocket:
     def _handle_control(self, op: int, payload: bytes) -> bool:
         """Answer a control frame; True when the peer closed the connection."""
         if op == OP_PING:
+            if self.reader is not None:
+                self.reader.before_wait()  # the write may wait for a client that does not read
             self._send_raw(frame_header(OP_PONG, len(payload)) + payload)
             return False
         if op == OP_PONG:
