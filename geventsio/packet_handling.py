@@ -190,7 +190,7 @@ class PacketHandling:
         event, *args = packet.data
         result = self.table.trigger(event, packet.namespace, (socket.sid, *args))
         if packet.id is not None and result is not NOT_HANDLED:
-            socket.send_packet(Packet(PacketType.ACK, packet.namespace, args_of(result), packet.id))
+            socket.deliver(self._frames_of(PacketType.ACK, packet.namespace, args_of(result), packet.id))
 
     def _detach(self, socket: Socket) -> bool:
         """Stop routing the client's packets to ``socket``; False if that was done already.

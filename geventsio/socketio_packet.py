@@ -14,7 +14,7 @@ from typing import Any
 
 from geventsio.exceptions import ProtocolError
 
-__all__ = ["Decoder", "Packet", "PacketType", "decode_text", "encode", "payload_ok"]
+__all__ = ["Decoder", "Packet", "PacketType", "decode_text", "encode", "encode_fields", "payload_ok"]
 
 
 class PacketType(enum.IntEnum):
@@ -108,6 +108,23 @@ def _finite_float(text: str) -> float:
 
 _INF = float("inf")
 _JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+_scan_json = _JSON_DECODER.scan_once
+
+
+def _parse_json(text: str) -> Any:
+    """``_JSON_DECODER.decode(text)``, without its two whitespace scans when there is no whitespace.
+
+    Anything but one value spanning the whole text (surrounding whitespace,
+    trailing data, an error) goes through ``decode``, which raises the same
+    errors as before.
+    """
+    try:
+        data, end = _scan_json(text, 0)
+    except (StopIteration, ValueError):
+        end = -1
+    if end != len(text):
+        data = _JSON_DECODER.decode(text)
+    return data
 
 # A lone surrogate ("\ud800", as JavaScript's JSON.stringify writes it) decodes
 # to a str that UTF-8 cannot carry; such text is sent \u-escaped instead.
@@ -138,8 +155,11 @@ def encode(packet: Packet) -> list[str | bytes]:
     namespace or id, binary data in a packet type that cannot carry it) and
     ``TypeError`` for data that is neither JSON nor binary.
     """
-    ptype = packet.type
-    data = packet.data
+    return encode_fields(packet.type, packet.namespace, packet.data, packet.id)
+
+
+def encode_fields(ptype: PacketType, namespace: str, data: Any, ack_id: int | None) -> list[str | bytes]:
+    """``encode(Packet(ptype, namespace, data, ack_id))``, for senders that need no packet object."""
     attachments: list[bytes] = []
     if data is None:
         body = ""
@@ -163,12 +183,10 @@ def encode(packet: Packet) -> list[str | bytes]:
         raise ValueError(f"unknown packet type {ptype!r}") from None
     if ptype in _BINARY_TYPES:
         head += f"{len(attachments)}-"
-    namespace = packet.namespace
     if namespace != "/":
         if not isinstance(namespace, str) or not namespace.startswith("/") or "," in namespace:
             raise ValueError(f"invalid namespace {namespace!r}")
         head += namespace + ","
-    ack_id = packet.id
     if ack_id is not None:
         if type(ack_id) is not int or not 0 <= ack_id < _MAX_ID:
             raise ValueError(f"invalid ack id {ack_id!r}")
@@ -219,7 +237,7 @@ def decode_text(s: str) -> tuple[Packet, int]:
     rest = s[m.end() :]
     if rest:
         try:
-            data = _JSON_DECODER.decode(rest)
+            data = _parse_json(rest)
         except (ValueError, RecursionError) as e:
             # RecursionError: hostile nesting depth, not a bug of ours.
             raise ProtocolError(f"invalid JSON payload: {e}") from None
