@@ -26,7 +26,7 @@ from .recovery import RecoveryOptions
 from .rooms import RoomsMixin
 from .parsers import frames_maker, resolve_parser
 from .socket import Connection, Socket
-from .socketio_packet import Packet, PacketType
+from .socketio_packet import _EVENT, Packet, PacketType
 
 logger = logging.getLogger("geventsio")
 
@@ -197,7 +197,7 @@ class Server(PacketHandling, RoomsMixin, HandlerDecorators):
             if adapter.sequenced:  # a cluster log orders every delivery (geventsio.redis_streams)
                 return adapter.broadcast(data, None, rooms, except_rooms, volatile)
             if adapter.recovery is None or volatile:  # a volatile packet is not worth replaying
-                frames = self._frames_of(PacketType.EVENT, nsp, data, None)
+                frames = self._frames_of(_EVENT, nsp, data, None)
             else:  # logged, and the offset appended, for clients that come back
                 frames = adapter.recovery.record(data, rooms, except_rooms)
             if len(rooms) == 1 and not except_rooms:

@@ -44,6 +44,9 @@ class Packet:
     id: int | None = None
 
 
+# Enum members are slow lookups (through the enum's metaclass): the per-packet code uses these.
+_EVENT, _BINARY_EVENT = PacketType.EVENT, PacketType.BINARY_EVENT
+_ACK, _BINARY_ACK = PacketType.ACK, PacketType.BINARY_ACK
 _BINARY_TYPES = frozenset((PacketType.BINARY_EVENT, PacketType.BINARY_ACK))
 _ACK_ID_TYPES = frozenset((PacketType.EVENT, PacketType.ACK)) | _BINARY_TYPES
 _PROMOTE = {
@@ -196,9 +199,9 @@ def encode_fields(ptype: PacketType, namespace: str, data: Any, ack_id: int | No
 
 def payload_ok(ptype: PacketType, data: Any, ack_id: int | None) -> bool:
     """Whether ``data`` (and ``ack_id``) have the shape the packet type requires (any parser)."""
-    if ptype is PacketType.EVENT or ptype is PacketType.BINARY_EVENT:
+    if ptype is _EVENT or ptype is _BINARY_EVENT:
         return type(data) is list and len(data) > 0 and type(data[0]) is str
-    if ptype is PacketType.ACK or ptype is PacketType.BINARY_ACK:
+    if ptype is _ACK or ptype is _BINARY_ACK:
         return type(data) is list and ack_id is not None
     if ptype is PacketType.CONNECT:
         return data is None or type(data) is dict

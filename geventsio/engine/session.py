@@ -47,6 +47,12 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
+# An enum member is a slow lookup (~60 ns, through the enum's metaclass); the
+# per-message paths compare with these.
+_CLOSED = State.CLOSED
+_WEBSOCKET = State.WEBSOCKET
+
+
 # Reasons reported to the layer above, in Node's engine.io wording where it has one.
 REASON_TRANSPORT_CLOSE = "transport close"  # the client closed, or its connection ended
 REASON_FORCED_CLOSE = "forced close"  # the server closed the session
@@ -118,7 +124,7 @@ class Session:
         Past ``max_queued_bytes`` of unsent data the client is not keeping up,
         and the session is closed rather than buffering without bound.
         """
-        if self.state is State.CLOSED:
+        if self.state is _CLOSED:
             return False
         self._frames.extend(frames)
         # Text frames count their characters: cheap, and within 4x of their bytes.
@@ -131,7 +137,7 @@ class Session:
                 self.server.max_queued_bytes)
             self.close(REASON_BUFFER_FULL)
             return False
-        if self.state is State.WEBSOCKET:
+        if self.state is _WEBSOCKET:
             self._schedule_flush()
         else:
             self._ready.set()
@@ -198,14 +204,14 @@ class Session:
             data: Frame = frame[1:]
         else:
             data = frame
-        if self.state is not State.CLOSED:
+        if self.state is not _CLOSED:
             self.server.listener.on_message(self, data)
 
     def receive(self, packet: Packet) -> None:
         """Handle one packet from the client's current transport (on the reading greenlet)."""
         t = packet.type
         if t is PacketType.MESSAGE:
-            if self.state is not State.CLOSED:
+            if self.state is not _CLOSED:
                 self.server.listener.on_message(self, packet.data)
         elif t is PacketType.PONG:
             if self._pong_timer is not None:
@@ -229,11 +235,12 @@ class Session:
         waits here, its unread bytes left in the kernel, instead of growing the
         queue without bound.
         """
-        while len(self._inbox) >= self._inbox_limit() and self.state is not State.CLOSED:
-            self.start_dispatcher()  # the calls the reader kept for itself
-            self._inbox_room.clear()
-            self._inbox_room.wait()
-        if self.state is not State.CLOSED:
+        if len(self._inbox) >= self.server.max_inbox:  # the limit is never lower
+            while len(self._inbox) >= self._inbox_limit() and self.state is not _CLOSED:
+                self.start_dispatcher()  # the calls the reader kept for itself
+                self._inbox_room.clear()
+                self._inbox_room.wait()
+        if self.state is not _CLOSED:
             self.schedule(fn, *args)
 
     def awaiting_ack(self, waiting: bool) -> None:
@@ -392,7 +399,7 @@ class Session:
         if written < len(data):
             self._pending = data[written:]
             self._writer = gevent.spawn(self._run_writer, ws)
-        elif self.state is State.CLOSED:
+        elif self.state is _CLOSED:
             self._close_websocket()
 
     def _run_writer(self, ws: "WebSocket") -> None:
