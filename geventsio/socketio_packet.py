@@ -57,6 +57,7 @@ _PROMOTE = {
 }
 _TYPE_CHARS = {t: str(t.value) for t in PacketType}
 _CHAR_TYPES = {str(t.value): t for t in PacketType}
+_PLAIN_TYPE_CHARS = frozenset(c for c, t in _CHAR_TYPES.items() if t not in _BINARY_TYPES)
 _BINARY_LIKE = (bytes, bytearray, memoryview)
 
 # Ack ids stay below 2**53 so that JavaScript peers read them exactly, and
@@ -216,28 +217,37 @@ def decode_text(s: str) -> tuple[Packet, int]:
     Placeholders in a binary packet are left as they are; :class:`Decoder`
     replaces them once the attachments have arrived.
     """
-    m = _HEADER.match(s)
-    if m is None:
-        raise ProtocolError(f"invalid packet type in {s[:20]!r}")
-    type_char, count_digits, namespace, id_digits = m.groups()
-    ptype = _CHAR_TYPES.get(type_char)
-    if ptype is None:
-        raise ProtocolError(f"unknown packet type {type_char}")
-    if ptype in _BINARY_TYPES:
-        if count_digits is None or len(count_digits) > _MAX_ID_DIGITS:
-            raise ProtocolError("binary packet without a valid attachment count")
-        count = int(count_digits)
-    elif count_digits is not None:
-        raise ProtocolError("attachment count on a non-binary packet")
-    else:
+    if s[1:2] == "[" and s[:1] in _PLAIN_TYPE_CHARS:
+        # The usual event: no attachments, namespace or ack id; the header is its type.
+        ptype = _CHAR_TYPES[s[0]]
+        namespace = None
+        ack_id = None
         count = 0
-    ack_id = None
-    if id_digits:
-        if len(id_digits) > _MAX_ID_DIGITS or ptype not in _ACK_ID_TYPES:
-            raise ProtocolError("invalid ack id")
-        ack_id = int(id_digits)
+        start = 1
+    else:
+        m = _HEADER.match(s)
+        if m is None:
+            raise ProtocolError(f"invalid packet type in {s[:20]!r}")
+        type_char, count_digits, namespace, id_digits = m.groups()
+        ptype = _CHAR_TYPES.get(type_char)
+        if ptype is None:
+            raise ProtocolError(f"unknown packet type {type_char}")
+        if ptype in _BINARY_TYPES:
+            if count_digits is None or len(count_digits) > _MAX_ID_DIGITS:
+                raise ProtocolError("binary packet without a valid attachment count")
+            count = int(count_digits)
+        elif count_digits is not None:
+            raise ProtocolError("attachment count on a non-binary packet")
+        else:
+            count = 0
+        ack_id = None
+        if id_digits:
+            if len(id_digits) > _MAX_ID_DIGITS or ptype not in _ACK_ID_TYPES:
+                raise ProtocolError("invalid ack id")
+            ack_id = int(id_digits)
+        start = m.end()
     data = None
-    rest = s[m.end() :]
+    rest = s[start:]
     if rest:
         try:
             data = _parse_json(rest)

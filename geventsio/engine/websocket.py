@@ -105,12 +105,17 @@ def encode_frame(data: str | bytes) -> bytes:
     if isinstance(data, str):
         # "replace": a lone surrogate in app text must not cost the whole batch.
         payload = data.encode("utf-8", "replace")
-        return frame_header(OP_TEXT, len(payload)) + payload
+        n = len(payload)
+        if n < 126:  # most packets: a two-byte header, built here
+            return bytes((0x80 | OP_TEXT, n)) + payload
+        return frame_header(OP_TEXT, n) + payload
     return frame_header(OP_BINARY, len(data)) + data
 
 
-def encode_frames(messages: Iterable[str | bytes]) -> bytes:
+def encode_frames(messages: list[str | bytes]) -> bytes:
     """Several server frames as one buffer, for one write."""
+    if len(messages) == 1:
+        return encode_frame(messages[0])
     return b"".join([encode_frame(m) for m in messages])
 
 

@@ -21,6 +21,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Callable
 
 import gevent
+from gevent import getcurrent
 
 if TYPE_CHECKING:  # pragma: no cover
     from .dispatch import WorkerPool
@@ -53,7 +54,7 @@ class EventReader:
         """
         done = True
         session = self.session
-        session.reading = gevent.getcurrent()
+        session.reading = getcurrent()
         try:
             ws = self.ws
             read_one = self.read_one
