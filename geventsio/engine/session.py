@@ -305,7 +305,9 @@ class Session:
     def join_dispatcher(self, timeout: float | None = None) -> bool:
         """Wait until every queued handler call has run; False if ``timeout`` passed first."""
         deadline = None if timeout is None else self._loop.now() + timeout
-        while self._dispatcher is not None:
+        # Calls the event reader queued for itself run when it stops reading,
+        # through _dispatch like any others.
+        while self._dispatcher is not None or (self._inbox and self.reading is not None):
             left = None if deadline is None else deadline - self._loop.now()
             if left is not None and left <= 0:
                 return False

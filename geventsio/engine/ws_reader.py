@@ -62,18 +62,23 @@ class EventReader:
             recv_nowait = self._recv_nowait
             while take(recv_nowait):
                 if read_one(session, ws):
-                    return
-            done = False
+                    break
+            else:
+                done = False
         except Exception:  # nothing may escape into the worker pool or the hub
             logger.exception("session %s: WebSocket reader failed", self.session.sid)
             self.session.close("transport error")
+        except BaseException:  # killed: what it queued runs on a worker of its own
+            session.reading = None
+            session.start_dispatcher()
+            raise
         finally:
             session.reading = None
             if done:
                 self._finish()
             else:
                 self._watcher.start(self._readable)
-            session.dispatch_here()
+        session.dispatch_here()
 
     def before_wait(self) -> None:
         """The reader is about to wait for the rest of a frame: queued calls must not wait with it."""
