@@ -5,10 +5,12 @@ current drains it: a parked polling GET, or the WebSocket writer greenlet. An
 upgrade therefore only changes who drains the queue; nothing is copied or lost.
 
 Incoming messages go through a per-session inbox served by a dispatcher
-greenlet, so handlers run in arrival order, never on the reading greenlet (a
-handler that waits for an acknowledgement from its own client would otherwise
-deadlock), and the session's close notification is delivered after the
-messages that came before it.
+greenlet, so handlers run in arrival order, never while the reader is reading
+(a handler that waits for an acknowledgement from its own client would
+otherwise deadlock), and the session's close notification is delivered after
+the messages that came before it. The event reader's worker serves as the
+dispatcher of what it queued once it has stopped reading and re-armed its
+watcher (``reading``, ``dispatch_here``).
 """
 
 from __future__ import annotations
