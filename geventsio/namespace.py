@@ -117,12 +117,15 @@ class HandlerTable:
         ``optional`` (connect's auth, disconnect's reason) is passed only to
         handlers whose signature takes it.
         """
-        own = event in self.own_events
         specific = self.handlers.get(namespace)
         if specific is not None:
-            fn = specific.get(event)
-            if fn is not None:
-                return call_with_optional(fn, args, optional, specific.arity[event])
+            fn = specific.events.get(event)
+            if fn is not None:  # the common case, without a call to call_with_optional
+                if optional and specific.arity[event] > len(args):
+                    return fn(*args, *optional)
+                return fn(*args)
+        own = event in self.own_events
+        if specific is not None:
             fn = specific.get("*")
             if fn is not None and not own:
                 return fn(event, *args)

@@ -22,7 +22,7 @@ from .exceptions import ConnectionRefusedError
 from .legacy import LegacyConnection
 from .namespace import NOT_HANDLED, RESERVED_EVENTS
 from .socket import Connection, Socket
-from .socketio_packet import Packet, PacketType
+from .socketio_packet import _ACK, _BINARY_ACK, _BINARY_EVENT, _EVENT, Packet, PacketType
 
 logger = logging.getLogger("geventsio")
 
@@ -72,14 +72,14 @@ class PacketHandling:
         if packet is None:
             return
         t = packet.type
-        if t is PacketType.EVENT or t is PacketType.BINARY_EVENT:
+        if t is _EVENT or t is _BINARY_EVENT:
             if packet.data[0] in RESERVED_EVENTS:
                 logger.warning("session %s: client emitted reserved event %r; closing",
                                session.sid, packet.data[0])
                 session.close("parse error")
                 return
             session.run_ordered(self._handle_event, conn, packet)
-        elif t is PacketType.ACK or t is PacketType.BINARY_ACK:
+        elif t is _ACK or t is _BINARY_ACK:
             socket = conn.sockets.get(packet.namespace)
             ack = socket.acks.pop(packet.id, None) if socket is not None else None
             if ack is not None:
@@ -190,7 +190,7 @@ class PacketHandling:
         event, *args = packet.data
         result = self.table.trigger(event, packet.namespace, (socket.sid, *args))
         if packet.id is not None and result is not NOT_HANDLED:
-            socket.send_packet(Packet(PacketType.ACK, packet.namespace, args_of(result), packet.id))
+            socket.deliver(self._frames_of(_ACK, packet.namespace, args_of(result), packet.id))
 
     def _detach(self, socket: Socket) -> bool:
         """Stop routing the client's packets to ``socket``; False if that was done already.

@@ -19,11 +19,12 @@ or such an object. Both ends of a connection must use the same parser.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
-from .socketio_packet import Decoder, Packet, encode
+from .socketio_packet import Decoder, Packet, PacketType, encode_fields
 
-__all__ = ["DEFAULT_PARSER", "DefaultParser", "PacketDecoder", "Parser", "resolve_parser", "to_json_frames"]
+__all__ = ["DEFAULT_PARSER", "DefaultParser", "PacketDecoder", "Parser", "frames_maker", "json_frames",
+           "resolve_parser", "to_json_frames"]
 
 
 class PacketDecoder(Protocol):
@@ -40,9 +41,29 @@ class Parser(Protocol):
 
 def to_json_frames(packet: Packet) -> list:
     """Encode a packet as the Engine.IO frames that carry it: text with the ``4`` prefix, then binaries."""
-    parts = encode(packet)
+    return json_frames(packet.type, packet.namespace, packet.data, packet.id)
+
+
+def json_frames(ptype: PacketType, namespace: str, data: Any, ack_id: int | None) -> list:
+    """``to_json_frames`` of the packet with these fields, without building it."""
+    parts = encode_fields(ptype, namespace, data, ack_id)
     parts[0] = "4" + parts[0]
     return parts
+
+
+def frames_maker(parser: Parser) -> Callable[[PacketType, str, Any, "int | None"], list]:
+    """``f(ptype, namespace, data, ack_id)``: ``parser.to_frames`` of that packet.
+
+    The server's senders call it on every emit; for the default parser it
+    skips building the packet object.
+    """
+    if getattr(parser, "to_frames", None) is to_json_frames:
+        return json_frames
+    to_frames = parser.to_frames
+
+    def frames(ptype: PacketType, namespace: str, data: Any, ack_id: int | None) -> list:
+        return to_frames(Packet(ptype, namespace, data, ack_id))
+    return frames
 
 
 class DefaultParser:

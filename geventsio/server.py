@@ -24,11 +24,13 @@ from .namespace import HandlerDecorators, HandlerTable, Namespace
 from .packet_handling import PacketHandling, Reason
 from .recovery import RecoveryOptions
 from .rooms import RoomsMixin
-from .parsers import resolve_parser
+from .parsers import frames_maker, resolve_parser
 from .socket import Connection, Socket
-from .socketio_packet import Packet, PacketType
+from .socketio_packet import _EVENT, Packet, PacketType
 
 logger = logging.getLogger("geventsio")
+
+_NO_ROOMS: frozenset[str] = frozenset()
 
 # Events the server raises itself: catch-all handlers never receive them.
 _OWN_EVENTS = frozenset(["connect", "disconnect"])
@@ -89,7 +91,7 @@ class Server(PacketHandling, RoomsMixin, HandlerDecorators):
         if engine_options.pop("json", None) is not None:
             raise NotImplementedError("a custom json module is not supported yet")
         self.parser = resolve_parser(engine_options.pop("serializer", None))
-        self._to_frames = self.parser.to_frames
+        self._frames_of = frames_maker(self.parser)  # (type, namespace, data, id) -> frames
         for name in _NO_OP_OPTIONS:
             engine_options.pop(name, None)
         setup_logger("geventsio", logger)
@@ -139,9 +141,12 @@ class Server(PacketHandling, RoomsMixin, HandlerDecorators):
         ``callback`` receives each target's acknowledgement arguments, or one
         ``TimeoutError`` when ``timeout`` seconds pass first.
         """
-        rooms = as_rooms(to if to is not None else room)
-        self._emit(namespace or "/", rooms, as_rooms(skip_sid), [event, *args_of(data)],
-                   callback, timeout)
+        target = to if to is not None else room
+        # The usual reply (one sid, one argument) without the general conversions.
+        rooms = frozenset((target,)) if type(target) is str else as_rooms(target)
+        args = [event, data] if data is not None and type(data) is not tuple else [event, *args_of(data)]
+        self._emit(namespace or "/", rooms, as_rooms(skip_sid) if skip_sid is not None else _NO_ROOMS,
+                   args, callback, timeout)
 
     def send(self, data: Any, to: Any = None, room: Any = None, skip_sid: Any = None,
              namespace: str | None = None, callback: Callable[..., Any] | None = None,
@@ -192,7 +197,7 @@ class Server(PacketHandling, RoomsMixin, HandlerDecorators):
             if adapter.sequenced:  # a cluster log orders every delivery (geventsio.redis_streams)
                 return adapter.broadcast(data, None, rooms, except_rooms, volatile)
             if adapter.recovery is None or volatile:  # a volatile packet is not worth replaying
-                frames = self._to_frames(Packet(PacketType.EVENT, nsp, data))
+                frames = self._frames_of(_EVENT, nsp, data, None)
             else:  # logged, and the offset appended, for clients that come back
                 frames = adapter.recovery.record(data, rooms, except_rooms)
             if len(rooms) == 1 and not except_rooms:
@@ -207,7 +212,7 @@ class Server(PacketHandling, RoomsMixin, HandlerDecorators):
             return adapter.broadcast(data, frames, rooms, except_rooms, volatile)
         # One ack id for the whole broadcast: every client answers to the same id.
         ack_id = self._next_ack_id()
-        frames = self._to_frames(Packet(PacketType.EVENT, nsp, data, ack_id))
+        frames = self._frames_of(PacketType.EVENT, nsp, data, ack_id)
         return adapter.broadcast_with_ack(frames, ack_id, callback, timeout, direct, rooms, except_rooms,
                                           data, on_remote_count)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from geventsio.exceptions import ProtocolError
 
-__all__ = ["Decoder", "Packet", "PacketType", "decode_text", "encode", "payload_ok"]
+__all__ = ["Decoder", "Packet", "PacketType", "decode_text", "encode", "encode_fields", "payload_ok"]
 
 
 class PacketType(enum.IntEnum):
@@ -44,6 +44,9 @@ class Packet:
     id: int | None = None
 
 
+# Enum members are slow lookups (through the enum's metaclass): the per-packet code uses these.
+_EVENT, _BINARY_EVENT = PacketType.EVENT, PacketType.BINARY_EVENT
+_ACK, _BINARY_ACK = PacketType.ACK, PacketType.BINARY_ACK
 _BINARY_TYPES = frozenset((PacketType.BINARY_EVENT, PacketType.BINARY_ACK))
 _ACK_ID_TYPES = frozenset((PacketType.EVENT, PacketType.ACK)) | _BINARY_TYPES
 _PROMOTE = {
@@ -54,6 +57,7 @@ _PROMOTE = {
 }
 _TYPE_CHARS = {t: str(t.value) for t in PacketType}
 _CHAR_TYPES = {str(t.value): t for t in PacketType}
+_PLAIN_TYPE_CHARS = frozenset(c for c, t in _CHAR_TYPES.items() if t not in _BINARY_TYPES)
 _BINARY_LIKE = (bytes, bytearray, memoryview)
 
 # Ack ids stay below 2**53 so that JavaScript peers read them exactly, and
@@ -108,6 +112,23 @@ def _finite_float(text: str) -> float:
 
 _INF = float("inf")
 _JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+_scan_json = _JSON_DECODER.scan_once
+
+
+def _parse_json(text: str) -> Any:
+    """``_JSON_DECODER.decode(text)``, without its two whitespace scans when there is no whitespace.
+
+    Anything but one value spanning the whole text (surrounding whitespace,
+    trailing data, an error) goes through ``decode``, which raises the same
+    errors as before.
+    """
+    try:
+        data, end = _scan_json(text, 0)
+    except (StopIteration, ValueError):
+        end = -1
+    if end != len(text):
+        data = _JSON_DECODER.decode(text)
+    return data
 
 # A lone surrogate ("\ud800", as JavaScript's JSON.stringify writes it) decodes
 # to a str that UTF-8 cannot carry; such text is sent \u-escaped instead.
@@ -138,8 +159,11 @@ def encode(packet: Packet) -> list[str | bytes]:
     namespace or id, binary data in a packet type that cannot carry it) and
     ``TypeError`` for data that is neither JSON nor binary.
     """
-    ptype = packet.type
-    data = packet.data
+    return encode_fields(packet.type, packet.namespace, packet.data, packet.id)
+
+
+def encode_fields(ptype: PacketType, namespace: str, data: Any, ack_id: int | None) -> list[str | bytes]:
+    """``encode(Packet(ptype, namespace, data, ack_id))``, for senders that need no packet object."""
     attachments: list[bytes] = []
     if data is None:
         body = ""
@@ -163,12 +187,10 @@ def encode(packet: Packet) -> list[str | bytes]:
         raise ValueError(f"unknown packet type {ptype!r}") from None
     if ptype in _BINARY_TYPES:
         head += f"{len(attachments)}-"
-    namespace = packet.namespace
     if namespace != "/":
         if not isinstance(namespace, str) or not namespace.startswith("/") or "," in namespace:
             raise ValueError(f"invalid namespace {namespace!r}")
         head += namespace + ","
-    ack_id = packet.id
     if ack_id is not None:
         if type(ack_id) is not int or not 0 <= ack_id < _MAX_ID:
             raise ValueError(f"invalid ack id {ack_id!r}")
@@ -178,9 +200,9 @@ def encode(packet: Packet) -> list[str | bytes]:
 
 def payload_ok(ptype: PacketType, data: Any, ack_id: int | None) -> bool:
     """Whether ``data`` (and ``ack_id``) have the shape the packet type requires (any parser)."""
-    if ptype is PacketType.EVENT or ptype is PacketType.BINARY_EVENT:
+    if ptype is _EVENT or ptype is _BINARY_EVENT:
         return type(data) is list and len(data) > 0 and type(data[0]) is str
-    if ptype is PacketType.ACK or ptype is PacketType.BINARY_ACK:
+    if ptype is _ACK or ptype is _BINARY_ACK:
         return type(data) is list and ack_id is not None
     if ptype is PacketType.CONNECT:
         return data is None or type(data) is dict
@@ -195,31 +217,40 @@ def decode_text(s: str) -> tuple[Packet, int]:
     Placeholders in a binary packet are left as they are; :class:`Decoder`
     replaces them once the attachments have arrived.
     """
-    m = _HEADER.match(s)
-    if m is None:
-        raise ProtocolError(f"invalid packet type in {s[:20]!r}")
-    type_char, count_digits, namespace, id_digits = m.groups()
-    ptype = _CHAR_TYPES.get(type_char)
-    if ptype is None:
-        raise ProtocolError(f"unknown packet type {type_char}")
-    if ptype in _BINARY_TYPES:
-        if count_digits is None or len(count_digits) > _MAX_ID_DIGITS:
-            raise ProtocolError("binary packet without a valid attachment count")
-        count = int(count_digits)
-    elif count_digits is not None:
-        raise ProtocolError("attachment count on a non-binary packet")
-    else:
+    if s[1:2] == "[" and s[:1] in _PLAIN_TYPE_CHARS:
+        # The usual event: no attachments, namespace or ack id; the header is its type.
+        ptype = _CHAR_TYPES[s[0]]
+        namespace = None
+        ack_id = None
         count = 0
-    ack_id = None
-    if id_digits:
-        if len(id_digits) > _MAX_ID_DIGITS or ptype not in _ACK_ID_TYPES:
-            raise ProtocolError("invalid ack id")
-        ack_id = int(id_digits)
+        start = 1
+    else:
+        m = _HEADER.match(s)
+        if m is None:
+            raise ProtocolError(f"invalid packet type in {s[:20]!r}")
+        type_char, count_digits, namespace, id_digits = m.groups()
+        ptype = _CHAR_TYPES.get(type_char)
+        if ptype is None:
+            raise ProtocolError(f"unknown packet type {type_char}")
+        if ptype in _BINARY_TYPES:
+            if count_digits is None or len(count_digits) > _MAX_ID_DIGITS:
+                raise ProtocolError("binary packet without a valid attachment count")
+            count = int(count_digits)
+        elif count_digits is not None:
+            raise ProtocolError("attachment count on a non-binary packet")
+        else:
+            count = 0
+        ack_id = None
+        if id_digits:
+            if len(id_digits) > _MAX_ID_DIGITS or ptype not in _ACK_ID_TYPES:
+                raise ProtocolError("invalid ack id")
+            ack_id = int(id_digits)
+        start = m.end()
     data = None
-    rest = s[m.end() :]
+    rest = s[start:]
     if rest:
         try:
-            data = _JSON_DECODER.decode(rest)
+            data = _parse_json(rest)
         except (ValueError, RecursionError) as e:
             # RecursionError: hostile nesting depth, not a bug of ours.
             raise ProtocolError(f"invalid JSON payload: {e}") from None

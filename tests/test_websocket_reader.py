@@ -180,3 +180,34 @@ def test_a_handler_that_cannot_let_go_keeps_a_greenlet_reader(served):
     for ws in clients:
         ws.close()
     wait_until(lambda: not srv.sio.eio.sessions, "every session ended")
+
+
+def masked_frame(text: str) -> bytes:
+    """One masked client text frame, as a client puts it on the wire."""
+    return websocket.ABNF.create_frame(text, websocket.ABNF.OPCODE_TEXT).format()
+
+
+def test_queued_handlers_do_not_wait_for_the_rest_of_a_frame(served):
+    # The reader runs the handlers it queued once it stops reading; a frame
+    # that arrives in pieces makes it wait, and they must not wait with it.
+    srv = served()
+    noted = Event()
+    srv.sio.on("note", lambda sid, value: noted.set())
+    ws = srv.client()
+    second = masked_frame('421["echo","second"]')
+    ws.sock.sendall(masked_frame('42["note",1]') + second[:10])
+    assert noted.wait(TIMEOUT), "the handler of a complete message waited for the next frame"
+    ws.sock.sendall(second[10:])
+    assert ws.recv() == '431["second"]'
+    ws.close()
+
+
+def test_a_burst_larger_than_the_inbox_is_handled(served):
+    # The reader waits for room in the inbox: the calls it queued must then
+    # run on a worker of their own, or it would wait for itself.
+    srv = served()
+    srv.sio.eio.max_inbox = 2
+    ws = srv.client()
+    ws.sock.sendall(b"".join(masked_frame(f'42{i}["echo",{i}]') for i in range(20)))
+    assert [ws.recv() for _ in range(20)] == [f"43{i}[{i}]" for i in range(20)]
+    ws.close()

@@ -34,6 +34,18 @@ class WorkerPool:
         # worker's whole life.
         return gevent.spawn_raw(self._work, [job])
 
+    def run_from_hub(self, job: Callable[[], None]) -> None:
+        """Like ``run``, for a caller on the event loop itself: an idle worker starts at once.
+
+        Switching from the hub straight into the worker saves the loop
+        callback that ``run`` needs when called from a greenlet.
+        """
+        if self._idle:
+            waiter, _ = self._idle.pop()
+            waiter.switch(job)
+        else:
+            gevent.spawn_raw(self._work, [job])
+
     def _work(self, first: list) -> None:
         me = gevent.getcurrent()
         job: Callable[[], None] | None = first.pop()

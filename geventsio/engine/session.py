@@ -5,10 +5,12 @@ current drains it: a parked polling GET, or the WebSocket writer greenlet. An
 upgrade therefore only changes who drains the queue; nothing is copied or lost.
 
 Incoming messages go through a per-session inbox served by a dispatcher
-greenlet, so handlers run in arrival order, never on the reading greenlet (a
-handler that waits for an acknowledgement from its own client would otherwise
-deadlock), and the session's close notification is delivered after the
-messages that came before it.
+greenlet, so handlers run in arrival order, never while the reader is reading
+(a handler that waits for an acknowledgement from its own client would
+otherwise deadlock), and the session's close notification is delivered after
+the messages that came before it. The event reader's worker serves as the
+dispatcher of what it queued once it has stopped reading and re-armed its
+watcher (``reading``, ``dispatch_here``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable
 
 import gevent
+from gevent import getcurrent
 from gevent.event import Event
 
 from .packet import (CLOSE_FRAME, NOOP_FRAME, PING_FRAME, Frame, Packet, PacketType, decode_packet,
@@ -44,6 +47,12 @@ class State(enum.Enum):
     UPGRADING = "upgrading"  # a WebSocket answered the probe; GETs get a noop
     WEBSOCKET = "websocket"  # open; drained by the WebSocket writer
     CLOSED = "closed"
+
+
+# An enum member is a slow lookup (~60 ns, through the enum's metaclass); the
+# per-message paths compare with these.
+_CLOSED = State.CLOSED
+_WEBSOCKET = State.WEBSOCKET
 
 
 # Reasons reported to the layer above, in Node's engine.io wording where it has one.
@@ -77,6 +86,9 @@ class Session:
         self._inbox_room.set()
         self._awaited_acks = 0  # greenlets in awaiting_ack(True) for this client
         self._dispatcher: Any = None  # the worker greenlet while calls run
+        # The event reader's greenlet while it reads (ws_reader.py): what it
+        # queues waits for it to finish reading and then runs on it.
+        self.reading: Any = None
         self._dispatch_done: Event | None = None  # created only for join_dispatcher
         # The heartbeat is two timers on the event loop, not a greenlet: an idle
         # connection then costs no greenlet for it.
@@ -114,7 +126,7 @@ class Session:
         Past ``max_queued_bytes`` of unsent data the client is not keeping up,
         and the session is closed rather than buffering without bound.
         """
-        if self.state is State.CLOSED:
+        if self.state is _CLOSED:
             return False
         self._frames.extend(frames)
         # Text frames count their characters: cheap, and within 4x of their bytes.
@@ -127,7 +139,7 @@ class Session:
                 self.server.max_queued_bytes)
             self.close(REASON_BUFFER_FULL)
             return False
-        if self.state is State.WEBSOCKET:
+        if self.state is _WEBSOCKET:
             self._schedule_flush()
         else:
             self._ready.set()
@@ -194,14 +206,14 @@ class Session:
             data: Frame = frame[1:]
         else:
             data = frame
-        if self.state is not State.CLOSED:
+        if self.state is not _CLOSED:
             self.server.listener.on_message(self, data)
 
     def receive(self, packet: Packet) -> None:
         """Handle one packet from the client's current transport (on the reading greenlet)."""
         t = packet.type
         if t is PacketType.MESSAGE:
-            if self.state is not State.CLOSED:
+            if self.state is not _CLOSED:
                 self.server.listener.on_message(self, packet.data)
         elif t is PacketType.PONG:
             if self._pong_timer is not None:
@@ -225,10 +237,12 @@ class Session:
         waits here, its unread bytes left in the kernel, instead of growing the
         queue without bound.
         """
-        while len(self._inbox) >= self._inbox_limit() and self.state is not State.CLOSED:
-            self._inbox_room.clear()
-            self._inbox_room.wait()
-        if self.state is not State.CLOSED:
+        if len(self._inbox) >= self.server.max_inbox:  # the limit is never lower
+            while len(self._inbox) >= self._inbox_limit() and self.state is not _CLOSED:
+                self.start_dispatcher()  # the calls the reader kept for itself
+                self._inbox_room.clear()
+                self._inbox_room.wait()
+        if self.state is not _CLOSED:
             self.schedule(fn, *args)
 
     def awaiting_ack(self, waiting: bool) -> None:
@@ -250,7 +264,24 @@ class Session:
         """Like ``run_ordered`` but never waits: for timers and the session's own close."""
         self._inbox.append((fn, args))
         if self._dispatcher is None:
+            reading = self.reading
+            if reading is None or reading is not getcurrent():
+                self._dispatcher = self.server.workers.run(self._dispatch)
+
+    def start_dispatcher(self) -> None:
+        """Queued calls get a worker of their own now, if none is running them."""
+        if self._dispatcher is None and self._inbox:
             self._dispatcher = self.server.workers.run(self._dispatch)
+
+    def dispatch_here(self) -> None:
+        """Run the queued calls on this greenlet, unless a dispatcher runs them already.
+
+        For the event reader, once it has stopped reading: its own greenlet
+        then serves as the dispatcher, with no switch to another worker.
+        """
+        if self._dispatcher is None and self._inbox:
+            self._dispatcher = getcurrent()
+            self._dispatch()
 
     def _dispatch(self) -> None:
         room = self._inbox_room
@@ -276,7 +307,9 @@ class Session:
     def join_dispatcher(self, timeout: float | None = None) -> bool:
         """Wait until every queued handler call has run; False if ``timeout`` passed first."""
         deadline = None if timeout is None else self._loop.now() + timeout
-        while self._dispatcher is not None:
+        # Calls the event reader queued for itself run when it stops reading,
+        # through _dispatch like any others.
+        while self._dispatcher is not None or (self._inbox and self.reading is not None):
             left = None if deadline is None else deadline - self._loop.now()
             if left is not None and left <= 0:
                 return False
@@ -370,7 +403,7 @@ class Session:
         if written < len(data):
             self._pending = data[written:]
             self._writer = gevent.spawn(self._run_writer, ws)
-        elif self.state is State.CLOSED:
+        elif self.state is _CLOSED:
             self._close_websocket()
 
     def _run_writer(self, ws: "WebSocket") -> None:

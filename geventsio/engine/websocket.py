@@ -106,12 +106,17 @@ def encode_frame(data: str | bytes) -> bytes:
     if isinstance(data, str):
         # "replace": a lone surrogate in app text must not cost the whole batch.
         payload = data.encode("utf-8", "replace")
-        return frame_header(OP_TEXT, len(payload)) + payload
+        n = len(payload)
+        if n < 126:  # most packets: a two-byte header, built here
+            return bytes((0x80 | OP_TEXT, n)) + payload
+        return frame_header(OP_TEXT, n) + payload
     return frame_header(OP_BINARY, len(data)) + data
 
 
-def encode_frames(messages: Iterable[str | bytes]) -> bytes:
+def encode_frames(messages: list[str | bytes]) -> bytes:
     """Several server frames as one buffer, for one write."""
+    if len(messages) == 1:
+        return encode_frame(messages[0])
     return b"".join([encode_frame(m) for m in messages])
 
 
@@ -138,6 +143,9 @@ class WebSocket:
         # Received bytes not parsed yet: self._buf[self._pos:]; empty between messages.
         self._buf = buffered
         self._pos = 0
+        # The last non-blocking read returned less than it asked for: the
+        # kernel had nothing more then (see take_available).
+        self._drained = False
         self._write = write
         self._send_nowait = send_nowait
         self._shutdown = shutdown
@@ -211,9 +219,18 @@ class WebSocket:
         ``recv_nowait`` is the socket's non-blocking receive; it raises
         ``BlockingIOError`` when nothing arrived. End of stream and errors
         count as available: ``receive`` meets them again and reports them.
+        False also right after a read that got less than it asked for, without
+        asking again: the caller waits on a level-triggered watcher, which
+        reports bytes that came in since as soon as it is armed.
         """
         if self._pos < len(self._buf):
             return True
+        if self._drained:
+            # The last read emptied the kernel's buffer; asking again would
+            # mostly cost a system call that fails with EAGAIN. Whatever
+            # arrived since wakes the (level-triggered) watcher at once.
+            self._drained = False
+            return False
         try:
             data = recv_nowait(RECV_SIZE)
         except BlockingIOError:
@@ -222,6 +239,7 @@ class WebSocket:
             return True
         self._buf = data
         self._pos = 0
+        self._drained = len(data) < RECV_SIZE
         return True
 
     def _fill(self, n: int) -> bytes:
@@ -230,9 +248,12 @@ class WebSocket:
         Raises ``ConnectionError`` at end of stream.
         """
         rest = self._buf[self._pos:]
+        self._drained = False  # what the kernel holds after these reads is not known
         # Nothing is held while waiting for the client: an idle connection's buffer is empty.
         self._buf = b""
         self._pos = 0
+        if self.reader is not None:
+            self.reader.before_wait()
         data = self._read(max(n - len(rest), RECV_SIZE))
         if not data:
             raise ConnectionError("connection closed")
@@ -344,6 +365,8 @@ class WebSocket:
     def _handle_control(self, op: int, payload: bytes) -> bool:
         """Answer a control frame; True when the peer closed the connection."""
         if op == OP_PING:
+            if self.reader is not None:
+                self.reader.before_wait()  # the write may wait for a client that does not read
             self._send_raw(frame_header(OP_PONG, len(payload)) + payload)
             return False
         if op == OP_PONG:

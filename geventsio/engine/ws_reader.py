@@ -8,7 +8,10 @@ watched by one io watcher on the event loop instead. When it becomes
 readable a worker greenlet is borrowed from the server's ``WorkerPool`` and
 reads whole messages until the socket would block at a message boundary, then
 the watcher is armed again. A frame that arrives in pieces is finished on the
-worker with ordinary blocking reads. The descriptor is never duplicated: the
+worker with ordinary blocking reads. The handler calls the messages queued on
+the session then run on the same worker, once the watcher is armed (so that a
+handler waiting for its own client is not waiting for itself): one greenlet
+switch into the worker and one out per wake-up, instead of a second worker. The descriptor is never duplicated: the
 one the server accepted stays open until this reader is done with it.
 """
 
@@ -18,6 +21,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Callable
 
 import gevent
+from gevent import getcurrent
 
 if TYPE_CHECKING:  # pragma: no cover
     from .dispatch import WorkerPool
@@ -44,31 +48,46 @@ class EventReader:
         self._watcher = gevent.get_hub().loop.io(sock.fileno(), 1)
 
     def run(self) -> None:
-        """Read what is there now, then wait for more on the event loop (or finish)."""
+        """Read what is there now, then wait for more on the event loop (or finish).
+
+        The session's calls queued meanwhile run here afterwards (see the module docstring).
+        """
         done = True
+        session = self.session
+        session.reading = getcurrent()
         try:
             ws = self.ws
-            session = self.session
             read_one = self.read_one
             take = ws.take_available
             recv_nowait = self._recv_nowait
             while take(recv_nowait):
                 if read_one(session, ws):
-                    return
-            done = False
+                    break
+            else:
+                done = False
         except Exception:  # nothing may escape into the worker pool or the hub
             logger.exception("session %s: WebSocket reader failed", self.session.sid)
             self.session.close("transport error")
+        except BaseException:  # killed: what it queued runs on a worker of its own
+            session.reading = None
+            session.start_dispatcher()
+            raise
         finally:
+            session.reading = None
             if done:
                 self._finish()
             else:
                 self._watcher.start(self._readable)
+        session.dispatch_here()
+
+    def before_wait(self) -> None:
+        """The reader is about to wait for the rest of a frame: queued calls must not wait with it."""
+        self.session.start_dispatcher()
 
     def _readable(self) -> None:
         # On the event loop: nothing here may wait.
         self._watcher.stop()
-        self.workers.run(self.run)
+        self.workers.run_from_hub(self.run)
 
     def _finish(self) -> None:
         self._watcher.stop()
