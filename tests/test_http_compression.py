@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+import socketio
 import websocket
 from gevent.event import AsyncResult
 
 import geventsio
 from geventsio.engine import http as eio_http
 from node_support import require_npm_packages, run_node_report
-
-pytest_plugins = ["sio_support"]
 
 TIMEOUT = 5
 INTEROP_DIR = Path(__file__).parent / "interop"
@@ -292,17 +291,24 @@ def _carrying(log: WireLog, text: str) -> list[dict[str, Any]]:
     return [e for e in log.gets() if text.encode() in e["plain"]]
 
 
+@pytest.fixture
+def sio_client() -> Iterator[socketio.Client]:
+    """python-socketio's client (not a shared plugin's: its fixture names clash across modules)."""
+    client = socketio.Client(reconnection=False)
+    yield client
+    client.disconnect()
+
+
 @pytest.mark.parametrize("compression", [True, False])
-def test_python_socketio_client_over_polling(serve, make_client, compression: bool) -> None:
+def test_python_socketio_client_over_polling(serve, sio_client, compression: bool) -> None:
     served = serve(_socketio_server(http_compression=compression), "socket.io")
-    client = make_client()
     got: dict[str, AsyncResult] = {"big": AsyncResult(), "small": AsyncResult()}
-    client.on("big", got["big"].set)
-    client.on("small", got["small"].set)
-    client.connect(served.url, transports=["polling"], wait_timeout=TIMEOUT)
-    client.emit("send", "big")
+    sio_client.on("big", got["big"].set)
+    sio_client.on("small", got["small"].set)
+    sio_client.connect(served.url, transports=["polling"], wait_timeout=TIMEOUT)
+    sio_client.emit("send", "big")
     assert got["big"].get(timeout=TIMEOUT) == BIG
-    client.emit("send", "small")  # after the big one, so that no poll carries both
+    sio_client.emit("send", "small")  # after the big one, so that no poll carries both
     assert got["small"].get(timeout=TIMEOUT) == SMALL
 
     (big_get,) = _carrying(served.log, "hello compression")
