@@ -36,9 +36,9 @@ _NO_ROOMS: frozenset[str] = frozenset()
 _OWN_EVENTS = frozenset(["connect", "disconnect"])
 
 # python-socketio / python-engineio options with nothing to configure here:
-# handlers always run off the reading greenlet, clients are always watched by
-# their heartbeat, and responses are never compressed.
-_NO_OP_OPTIONS = ("async_handlers", "monitor_clients", "http_compression", "compression_threshold")
+# handlers always run off the reading greenlet, and clients are always watched
+# by their heartbeat.
+_NO_OP_OPTIONS = ("async_handlers", "monitor_clients")
 
 
 class Server(PacketHandling, RoomsMixin, HandlerDecorators):
@@ -48,7 +48,8 @@ class Server(PacketHandling, RoomsMixin, HandlerDecorators):
     Socket.IO ones go to ``geventsio.engine.Server`` (``ping_interval``,
     ``ping_timeout``, ``max_http_buffer_size``, ``cors_allowed_origins``,
     ``transports``, ``cookie``, ``allow_request``, ``allow_eio3`` for
-    socket.io-client 2.x, ...).
+    socket.io-client 2.x, ``http_compression`` and ``compression_threshold``
+    for long-polling responses, ...).
 
     ``namespaces`` lists the namespaces accepted besides those with handlers:
     names, compiled regular expressions, callables ``f(name) -> bool``, or

@@ -1,11 +1,15 @@
-"""HTTP details of the Engine.IO endpoint: error bodies, CORS, keep-alive, request bodies."""
+"""HTTP details of the Engine.IO endpoint: error bodies, CORS, keep-alive, request bodies,
+compression of long-polling responses."""
 
 from __future__ import annotations
 
 import json
 import logging
+import zlib
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qsl
+
+import gevent
 
 logger = logging.getLogger("geventsio.engine")
 
@@ -198,3 +202,114 @@ def read_body(environ: dict, limit: int) -> bytes:
     if len(data) > limit:
         raise BodyTooLarge
     return data
+
+
+# -- compression of long-polling responses ----------------------------------
+
+# Level 1: 2.7-4x faster than zlib's default (6) on polling bodies of JSON
+# events (measured 45 vs 119 us per 10 KB, 694 vs 2,732 us per 100 KB; level 9:
+# 174 and 8,736 us) for bodies ~20-30% larger (0.25 vs 0.21 of the size). A body
+# is compressed for one client and sent once: the server's CPU is what counts.
+COMPRESSION_LEVEL = 1
+
+# Bodies this large are compressed on the hub's thread pool (zlib lets go of
+# the GIL) so that the event loop keeps serving everyone else: 64 KiB of
+# base64 (binary) takes ~1.5 ms, 1 MiB ~20 ms. The hop costs ~80-100 us, too
+# much for the small bodies that are most of the traffic.
+COMPRESS_OFF_LOOP_BYTES = 64 * 1024
+
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}  # deflate: RFC 1950 (zlib) format
+_CODINGS = ("gzip", "deflate")  # preferred first, on equal q
+
+
+def _qvalue(params: str) -> float | None:
+    """The q of one Accept-Encoding entry's parameters (1 if absent, None if malformed)."""
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                q = float(value.strip())
+            except ValueError:
+                return None
+            return q if 0 <= q <= 1 else None
+    return 1.0
+
+
+def choose_encoding(accept_encoding: str | None) -> str | None:
+    """``"gzip"``, ``"deflate"`` or None: what to compress with for this ``Accept-Encoding``.
+
+    The coding with the highest q wins, gzip on a tie; a coding named with
+    ``q=0`` is refused even if ``*`` would allow it; an ``identity`` rated
+    higher than both means the client prefers the body as is.
+    """
+    if not accept_encoding:
+        return None
+    named: dict[str, float] = {}
+    star: float | None = None
+    for entry in accept_encoding.split(","):
+        coding, _, params = entry.partition(";")
+        coding = coding.strip().lower()
+        q = _qvalue(params) if params else 1.0
+        if q is None or not coding:
+            continue
+        if coding == "x-gzip":  # RFC 9110 8.4.1.3: the same as gzip
+            coding = "gzip"
+        if coding == "*":
+            star = q
+        else:
+            named[coding] = max(q, named.get(coding, 0.0))
+    best, best_q = None, 0.0
+    for coding in _CODINGS:
+        q = named.get(coding, star if star is not None else 0.0)
+        if q > best_q:
+            best, best_q = coding, q
+    if best is not None and named.get("identity", 0.0) > best_q:
+        return None
+    return best
+
+
+def compress(body: bytes, encoding: str, level: int = COMPRESSION_LEVEL) -> bytes:
+    """``body`` in ``encoding`` (``"gzip"`` or ``"deflate"``)."""
+    return zlib.compress(body, level, _WBITS[encoding])
+
+
+def compress_for(body: bytes, accept_encoding: str | None, threshold: int,
+                 level: int = COMPRESSION_LEVEL) -> tuple[bytes, str | None]:
+    """The body to send and its ``Content-Encoding`` (None: sent as is).
+
+    Compressed only when it is at least ``threshold`` bytes and the client's
+    ``Accept-Encoding`` takes gzip or deflate.
+    """
+    if len(body) < threshold:
+        return body, None
+    encoding = choose_encoding(accept_encoding)
+    if encoding is None:
+        return body, None
+    return compress(body, encoding, level), encoding
+
+
+def respond_payload(
+    start_response: StartResponse,
+    request: Request,
+    body: bytes,
+    headers: Headers,
+    content_type: str,
+    threshold: int | None,
+) -> list[bytes]:
+    """A 200 carrying a long-polling payload, compressed when it is worth it and the client asks.
+
+    ``threshold`` None turns compression off. A body at or above the threshold
+    says ``Vary: Accept-Encoding`` whether or not it was compressed, since
+    another ``Accept-Encoding`` would have been answered differently.
+    """
+    if threshold is None or len(body) < threshold:
+        return respond(start_response, request, 200, body, headers, content_type)
+    encoding = choose_encoding(request.environ.get("HTTP_ACCEPT_ENCODING"))
+    headers = headers + [("Vary", "Accept-Encoding")]
+    if encoding is not None:
+        if len(body) >= COMPRESS_OFF_LOOP_BYTES:
+            body = gevent.get_hub().threadpool.apply(compress, (body, encoding))
+        else:
+            body = compress(body, encoding)
+        headers.append(("Content-Encoding", encoding))
+    return respond(start_response, request, 200, body, headers, content_type)

@@ -92,6 +92,11 @@ class Server:
 
     ``allow_eio3`` also accepts Engine.IO v3 clients (socket.io-client 2.x) on
     the same endpoint; their sessions are ``session_v3.SessionV3``.
+
+    ``http_compression``: a long-polling response body (and the handshake's) of
+    at least ``compression_threshold`` bytes is sent gzip- or deflate-compressed
+    to a client whose ``Accept-Encoding`` asks for it (as Node's engine.io and
+    python-engineio do, on by default). WebSocket messages are never compressed.
     """
 
     def __init__(
@@ -113,6 +118,8 @@ class Server:
         body_timeout: float = 30,
         loop_block_warning: float | None = 1.0,
         allow_eio3: bool = False,
+        http_compression: bool = True,
+        compression_threshold: int = 1024,
         listener: Listener | None = None,
     ):
         unknown = set(transports) - set(TRANSPORTS)
@@ -132,6 +139,10 @@ class Server:
         self.close_flush_timeout = close_flush_timeout
         self.body_timeout = body_timeout
         self.allow_eio3 = allow_eio3
+        if compression_threshold < 0:
+            raise ValueError(f"compression_threshold must be >= 0, not {compression_threshold!r}")
+        self.http_compression = bool(http_compression)
+        self.compression_threshold = compression_threshold
         self.sessions: dict[str, Session] = {}
         self.counters = Counters()  # bumped on the data path; read through stats()
         self.accepting = True  # False once shutdown() began: handshakes are refused
@@ -278,6 +289,11 @@ class Server:
             return transports.polling_post(self, session, request, start_response, cors)
         return refuse(http.BAD_REQUEST)
 
+    @property
+    def polling_threshold(self) -> int | None:
+        """The size from which polling bodies may be compressed; None when compression is off."""
+        return self.compression_threshold if self.http_compression else None
+
     # -- sessions -------------------------------------------------------
 
     def _open_session(self, environ: dict, state: State, query: dict) -> Session | None:
@@ -320,8 +336,10 @@ class Server:
         if self.cookie:
             headers.append(("Set-Cookie", _cookie_header(self.cookie, session.sid)))
         body, content_type = session.encode_polling([self._open_frame(session, upgrades)])
-        self.counters.bytes_out += len(body)
-        return http.respond(start_response, request, 200, body, headers, content_type)
+        sent = http.respond_payload(start_response, request, body, headers, content_type,
+                                    self.polling_threshold)
+        self.counters.bytes_out += len(sent[0])
+        return sent
 
     def _forget(self, session: Session) -> None:
         if self.sessions.get(session.sid) is session:

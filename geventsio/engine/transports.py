@@ -97,7 +97,8 @@ def polling_get(server: "Server", session: Session, request: http.Request, start
         return http.error(start_response, request, http.BAD_REQUEST, headers)
     if session.state is State.UPGRADING:
         body, content_type = session.encode_polling([NOOP_FRAME])
-        return http.respond(start_response, request, 200, body, headers, content_type)
+        return http.respond_payload(start_response, request, body, headers, content_type,
+                                    server.polling_threshold)
     session.polling_get_active = True
     watch = None
     try:
@@ -126,8 +127,10 @@ def polling_get(server: "Server", session: Session, request: http.Request, start
         if session.closed:
             server._forget(session)
     body, content_type = session.encode_polling(frames or [NOOP_FRAME])
-    server.counters.bytes_out += len(body)
-    return http.respond(start_response, request, 200, body, headers, content_type)
+    sent = http.respond_payload(start_response, request, body, headers, content_type,
+                                server.polling_threshold)
+    server.counters.bytes_out += len(sent[0])  # what the wire carries: compressed, if it was
+    return sent
 
 
 def polling_post(server: "Server", session: Session, request: http.Request, start_response: Any,

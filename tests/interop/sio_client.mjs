@@ -4,7 +4,7 @@
 // Usage: node sio_client.mjs URL SCENARIO [TRANSPORTS]
 //   URL         e.g. http://127.0.0.1:8000 (the server's path is /socket.io/)
 //   SCENARIO    multiplex | refused | acks | server-acks | binary | rooms |
-//               server-disconnect | order (each is described at its function)
+//               server-disconnect | order | large (each is described at its function)
 //   TRANSPORTS  polling   - transports: ["polling"] (never upgrades)
 //               websocket - transports: ["websocket"] (WebSocket from the start)
 //               default   - the client's defaults: polling, then the upgrade;
@@ -13,6 +13,7 @@
 // The line is an object with "ok": true and the scenario's observations, or
 // "ok": false and "error" (exit status 1) when something went wrong or the
 // scenario did not finish within SIO_CLIENT_TIMEOUT_MS (default 10000) ms.
+// SIO_CLIENT_EXTRA_HEADERS (a JSON object) is passed as the Manager's extraHeaders.
 //
 // Values received from the server are reported with binary data as
 // {"$bin": hex} for a Node Buffer (anything else binary is reported under
@@ -71,6 +72,7 @@ function enc(v) {
 
 function newManager(label = "m" + managers.length) {
   const opts = { reconnection: false, timeout: TIMEOUT_MS };
+  if (process.env.SIO_CLIENT_EXTRA_HEADERS) opts.extraHeaders = JSON.parse(process.env.SIO_CLIENT_EXTRA_HEADERS);
   if (transports === "polling") opts.transports = ["polling"];
   else if (transports === "websocket") opts.transports = ["websocket"];
   const m = new Manager(url, opts); // autoConnect: opens its engine now
@@ -379,6 +381,21 @@ async function order() {
   return r;
 }
 
+// Asks the server for a large event and a small one (long-polling bodies above
+// and below the server's compression threshold) and reports both as received.
+async function large() {
+  const m = newManager();
+  const s = trackSocket(m.socket("/"), "/");
+  await connected(s);
+  const big = once(s, "big");
+  const small = once(s, "small");
+  s.emit("send", "big", "small");
+  const r = { sid: s.id, big: enc(await big), small: enc(await small) };
+  Object.assign(r, engineInfo(m));
+  s.disconnect();
+  return r;
+}
+
 const SCENARIOS = {
   multiplex,
   refused,
@@ -388,6 +405,7 @@ const SCENARIOS = {
   rooms,
   "server-disconnect": serverDisconnect,
   order,
+  large,
 };
 
 // -- main --------------------------------------------------------------------
