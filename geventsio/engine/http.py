@@ -278,13 +278,16 @@ def compress_for(body: bytes, accept_encoding: str | None, threshold: int,
     """The body to send and its ``Content-Encoding`` (None: sent as is).
 
     Compressed only when it is at least ``threshold`` bytes and the client's
-    ``Accept-Encoding`` takes gzip or deflate.
+    ``Accept-Encoding`` takes gzip or deflate; from ``COMPRESS_OFF_LOOP_BYTES``
+    on the hub's thread pool.
     """
     if len(body) < threshold:
         return body, None
     encoding = choose_encoding(accept_encoding)
     if encoding is None:
         return body, None
+    if len(body) >= COMPRESS_OFF_LOOP_BYTES:
+        return gevent.get_hub().threadpool.apply(compress, (body, encoding, level)), encoding
     return compress(body, encoding, level), encoding
 
 
@@ -304,12 +307,8 @@ def respond_payload(
     """
     if threshold is None or len(body) < threshold:
         return respond(start_response, request, 200, body, headers, content_type)
-    encoding = choose_encoding(request.environ.get("HTTP_ACCEPT_ENCODING"))
+    body, encoding = compress_for(body, request.environ.get("HTTP_ACCEPT_ENCODING"), threshold)
     headers = headers + [("Vary", "Accept-Encoding")]
     if encoding is not None:
-        if len(body) >= COMPRESS_OFF_LOOP_BYTES:
-            body = gevent.get_hub().threadpool.apply(compress, (body, encoding))
-        else:
-            body = compress(body, encoding)
         headers.append(("Content-Encoding", encoding))
     return respond(start_response, request, 200, body, headers, content_type)
