@@ -6,10 +6,13 @@ requires); the server's output is parsed back by an independent decoder.
 
 from __future__ import annotations
 
+import socket
 import struct
 
 import pytest
+from gevent.event import Event
 
+from geventsio.engine import websocket
 from geventsio.engine.websocket import MessageTooBig, WebSocket, encode_frame, encode_frames
 from geventsio.exceptions import ProtocolError
 
@@ -75,7 +78,7 @@ class Stream:
         self.max_read = max_read
         self.pos = 0
         self.writes: list[bytes] = []
-        self.shutdowns = 0
+        self.shutdowns: list[int] = []  # how (socket.SHUT_WR, SHUT_RDWR), in order
 
     def read(self, n: int) -> bytes:
         if self.max_read is not None:
@@ -87,8 +90,8 @@ class Stream:
     def write(self, data: bytes) -> None:
         self.writes.append(bytes(data))
 
-    def shutdown(self) -> None:
-        self.shutdowns += 1
+    def shutdown(self, how: int) -> None:
+        self.shutdowns.append(how)
 
     def frames(self) -> list[tuple[bool, int, bytes]]:
         return parse_server_frames(b"".join(self.writes))
@@ -234,7 +237,8 @@ def test_close_frame_is_answered_and_ends_receiving() -> None:
     fin, op, payload = frames[0]
     assert fin and op == CLOSE
     assert struct.unpack("!H", payload[:2])[0] == 1000
-    assert stream.shutdowns == 1
+    # The closing handshake is complete: the server ends the connection at once.
+    assert stream.shutdowns[-1] == socket.SHUT_RDWR and not ws.lingering
     # Nothing after the close frame is returned (the reader may have buffered it).
     assert ws.receive() is None
     assert ws.receive() is None
@@ -267,9 +271,40 @@ def test_close_is_idempotent() -> None:
     ws.close()
     ws.close(1011, "again")
     assert stream.frames() == [(True, CLOSE, struct.pack("!H", 1001) + b"going away")]
-    assert stream.shutdowns == 1
+    assert stream.shutdowns == [socket.SHUT_WR]
     assert ws.closed
+    assert ws.receive() is None  # the client's end of stream: now shut both ways
+    assert stream.shutdowns == [socket.SHUT_WR, socket.SHUT_RDWR]
+
+
+def test_closing_side_reads_until_the_clients_close_frame() -> None:
+    # What the client sent before it saw our close frame is dropped; its close
+    # frame completes the handshake and ends the connection, before its end of stream.
+    incoming = (client_frame(TEXT, b"4late") + client_frame(BINARY, b"\x01", fin=False)
+                + client_frame(CONT, b"\x02") + client_frame(CLOSE, struct.pack("!H", 1000)))
+    ws, stream = make_ws(incoming)
+    ws.close(1000)
+    assert ws.lingering and stream.shutdowns == [socket.SHUT_WR]
     assert ws.receive() is None
+    assert stream.shutdowns == [socket.SHUT_WR, socket.SHUT_RDWR] and not ws.lingering
+    assert stream.close_codes() == [1000]  # ours only: the client's close is not answered twice
+
+
+def test_a_client_that_never_closes_is_cut_after_linger(monkeypatch) -> None:
+    monkeypatch.setattr(websocket, "LINGER", 0.05)
+    cut = Event()
+    shutdowns = []
+
+    def shutdown(how: int) -> None:
+        shutdowns.append(how)
+        if how == socket.SHUT_RDWR:
+            cut.set()
+
+    ws = WebSocket(lambda n: b"", lambda data: None, 100, shutdown)
+    ws.close()
+    assert ws.lingering and shutdowns == [socket.SHUT_WR]
+    assert cut.wait(5), "the connection was never shut both ways"
+    assert not ws.lingering and shutdowns == [socket.SHUT_WR, socket.SHUT_RDWR]
 
 
 def test_close_survives_a_dead_connection() -> None:
@@ -277,10 +312,10 @@ def test_close_survives_a_dead_connection() -> None:
         raise BrokenPipeError
 
     shutdowns = []
-    ws = WebSocket(lambda n: b"", broken_write, 100, lambda: shutdowns.append(1))
+    ws = WebSocket(lambda n: b"", broken_write, 100, shutdowns.append)
     ws.close()
     assert ws.closed
-    assert shutdowns == [1]
+    assert shutdowns == [socket.SHUT_WR]
 
 
 def test_close_reason_is_truncated_to_fit_a_control_frame() -> None:
@@ -300,7 +335,7 @@ def assert_failed_with(ws: WebSocket, stream: Stream, code: int, exc_type=Protoc
         assert not isinstance(info.value, MessageTooBig)
     assert stream.close_codes() == [code]
     assert ws.closed
-    assert stream.shutdowns == 1
+    assert stream.shutdowns == [socket.SHUT_RDWR]  # a broken stream: no closing handshake
     assert ws.receive() is None
 
 

@@ -479,7 +479,9 @@ class Session:
         self._pending = b""
         self._frames = []
         if self.websocket is not None:
-            self.websocket.close()
+            # It does not read: no closing handshake to wait for.
+            self.websocket.close(linger=False)
+            self.websocket.abort()
 
     def wait_finished(self, timeout: float) -> bool:
         """After ``close``: wait until the last frames left and every queued call ran.

@@ -13,6 +13,7 @@ packets leaves in one ``sendall``.
 from __future__ import annotations
 
 import io
+import socket
 import struct
 from typing import Any, Callable, Iterable
 
@@ -39,6 +40,10 @@ CLOSE_TOO_BIG = 1009
 
 _U16 = struct.Struct("!H")
 _U64 = struct.Struct("!Q")
+
+# How long a connection this side closed waits for the client's close frame
+# (or the end of its stream) before it is shut both ways anyway.
+LINGER = 2.0
 
 # Bytes asked of the socket per read: several small frames arrive in one
 # read; the buffer lives only until they are parsed.
@@ -134,7 +139,7 @@ class WebSocket:
         read: Callable[[int], bytes],
         write: Callable[[bytes], Any],
         max_message_size: int,
-        shutdown: Callable[[], Any] | None = None,
+        shutdown: Callable[[int], Any] | None = None,
         send_nowait: Callable[[bytes], int] | None = None,
         counters: Counters | None = None,
         buffered: bytes = b"",
@@ -152,6 +157,9 @@ class WebSocket:
         self._write_lock = Semaphore()
         self.max_message_size = max_message_size
         self.closed = False
+        # Closed by this side, waiting for the client's close (see close()).
+        self.lingering = False
+        self._linger_timer: Any = None
         self.counters = counters if counters is not None else Counters()
         # Set by from_environ when the WSGI handler can let go of the connection.
         self.detach: Callable[[], tuple[Any, Any] | None] | None = None
@@ -189,9 +197,9 @@ class WebSocket:
             handler.headers = None
             handler.response_headers = []
 
-        def shutdown() -> None:
+        def shutdown(how: int) -> None:
             try:
-                sock.shutdown(2)
+                sock.shutdown(how)
             except OSError:
                 pass
 
@@ -279,17 +287,19 @@ class WebSocket:
         """
         try:
             return self._receive()
+        # A stream that broke the protocol cannot be read on: no closing handshake.
         except MessageTooBig as exc:
-            self.close(CLOSE_TOO_BIG, "message too big")
+            self.close(CLOSE_TOO_BIG, "message too big", linger=False)
             raise exc
         except UnicodeDecodeError:
-            self.close(CLOSE_INVALID_DATA, "invalid UTF-8")
+            self.close(CLOSE_INVALID_DATA, "invalid UTF-8", linger=False)
             raise ProtocolError("text frame is not valid UTF-8") from None
         except ProtocolError:
-            self.close(CLOSE_PROTOCOL_ERROR, "protocol error")
+            self.close(CLOSE_PROTOCOL_ERROR, "protocol error", linger=False)
             raise
         except (OSError, ConnectionError):
             self.closed = True
+            self.abort()  # the client's stream ended: nothing to wait for
             return None
 
     def _receive(self) -> str | bytes | None:
@@ -298,7 +308,7 @@ class WebSocket:
         size = 0
         wire = 0  # the message's bytes on the wire, frame headers included (for the counters)
         while True:
-            if self.closed:
+            if self.closed and not self.lingering:
                 return None
             buf = self._buf
             pos = self._pos
@@ -356,6 +366,11 @@ class WebSocket:
             parts.append(payload)
             wire += length + 6
             if fin:
+                if self.closed:  # what the client sent before it saw our close frame
+                    opcode = None
+                    parts = []
+                    size = 0
+                    continue
                 counters = self.counters
                 counters.packets_in += 1
                 counters.bytes_in += wire
@@ -380,7 +395,10 @@ class WebSocket:
                 code = _U16.unpack(payload[:2])[0]
                 if not _valid_close_code(code):
                     code = CLOSE_PROTOCOL_ERROR
-            self.close(code)
+            # The answer (unless this side closed first); the handshake is
+            # complete, and the server ends the TCP connection first.
+            self.close(code, linger=False)
+            self.abort()
             return True
         raise ProtocolError(f"unknown control opcode {op}")
 
@@ -413,8 +431,16 @@ class WebSocket:
         except BlockingIOError:
             return 0
 
-    def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
-        """Send a close frame (once, if the socket takes it now) and shut the connection down.
+    def close(self, code: int = CLOSE_NORMAL, reason: str = "", linger: bool = True) -> None:
+        """Send a close frame (once, if the socket takes it now) and end this side's stream.
+
+        RFC 6455's closing handshake: the client answers with a close frame of
+        its own. Closing the socket before that arrived would make the kernel
+        answer it with a reset (which a proxy in between logs as an error), so
+        the connection is half-closed here and the reader goes on reading,
+        dropping data, until the client's close frame or end of stream, at
+        most ``LINGER`` seconds (then ``abort``). ``linger=False`` shuts it
+        down both ways at once (a broken stream, a client that does not read).
 
         Never waits, so it is safe on the event loop and while another
         greenlet is stuck writing to a client that does not read: the
@@ -433,5 +459,21 @@ class WebSocket:
                 self._send_nowait(frame)  # best effort: a partial close frame is harmless at the end
         except OSError:
             pass
+        if not linger:
+            self.abort()
+        elif self._shutdown is not None:
+            self.lingering = True
+            self._shutdown(socket.SHUT_WR)
+            self._linger_timer = gevent.get_hub().loop.timer(LINGER)
+            self._linger_timer.start(self.abort)
+
+    def abort(self) -> None:
+        """Shut the connection down both ways now: the reader meets its end at once."""
+        self.closed = True
+        self.lingering = False
+        timer, self._linger_timer = self._linger_timer, None
+        if timer is not None:
+            timer.stop()
+            timer.close()
         if self._shutdown is not None:
-            self._shutdown()
+            self._shutdown(socket.SHUT_RDWR)

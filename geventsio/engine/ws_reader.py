@@ -92,8 +92,12 @@ class EventReader:
     def _finish(self) -> None:
         self._watcher.stop()
         self._watcher.close()
-        self.ws.reader = None
-        self.ws.close()  # as the request's end does for a greenlet reader: a close frame, once
+        ws = self.ws
+        ws.reader = None
+        # A close frame, once, as at the end of a greenlet reader; reading is
+        # over, so nothing lingers past the descriptor.
+        ws.close(linger=False)
+        ws.abort()
         rfile, self._rfile = self._rfile, None
         if rfile is not None:
             try:
