@@ -104,7 +104,7 @@ class Lifecycle:
     def times(self, name: str) -> list[float]:
         return [t for item, t in zip(self.log.items, self.log.times) if item[0] == name]
 
-    def check_backoff(self, slack: float = 0.3) -> int:
+    def check_backoff(self, slack: float = 1.0) -> int:
         """Each reconnection attempt started within its back-off bounds, counted from the
         previous failure (or the disconnect); returns the number of attempts."""
         starts = self.times("reconnect_attempt")
@@ -114,7 +114,9 @@ class Lifecycle:
             lo, hi = self.client.backoff.bounds(n)
             waited = started - failed
             # The lower bound is strict (a timer never fires early, within the loop's clock
-            # granularity); the upper one allows for scheduling and the handlers' latency.
+            # granularity); the upper one allows for scheduling and the handlers' latency,
+            # which on a loaded 2-core CI machine reached 0.3 s (the delays themselves are
+            # checked exactly in test_client_backoff.py).
             assert lo - 0.02 <= waited <= hi + slack, (n, waited, (lo, hi))
         attempts = [item[1] for item in self.log.items if item[0] == "reconnect_attempt"]
         assert attempts == list(range(1, len(starts) + 1))
