@@ -237,8 +237,8 @@ def test_close_frame_is_answered_and_ends_receiving() -> None:
     fin, op, payload = frames[0]
     assert fin and op == CLOSE
     assert struct.unpack("!H", payload[:2])[0] == 1000
-    # The closing handshake is complete: the server ends the connection at once.
-    assert stream.shutdowns[-1] == socket.SHUT_RDWR and not ws.lingering
+    # The server ends its side of the stream first, and drains what still comes.
+    assert stream.shutdowns == [socket.SHUT_WR] and ws.lingering
     # Nothing after the close frame is returned (the reader may have buffered it).
     assert ws.receive() is None
     assert ws.receive() is None
@@ -272,22 +272,23 @@ def test_close_is_idempotent() -> None:
     ws.close(1011, "again")
     assert stream.frames() == [(True, CLOSE, struct.pack("!H", 1001) + b"going away")]
     assert stream.shutdowns == [socket.SHUT_WR]
-    assert ws.closed
-    assert ws.receive() is None  # the client's end of stream: now shut both ways
-    assert stream.shutdowns == [socket.SHUT_WR, socket.SHUT_RDWR]
+    assert ws.closed and ws.lingering
+    assert ws.receive() is None
+    assert stream.shutdowns == [socket.SHUT_WR]
 
 
-def test_closing_side_reads_until_the_clients_close_frame() -> None:
-    # What the client sent before it saw our close frame is dropped; its close
-    # frame completes the handshake and ends the connection, before its end of stream.
+def test_closing_side_drains_until_the_clients_end_of_stream() -> None:
+    # What the client sent before it saw our close frame, and its own close
+    # frame, are read and dropped (not answered: one close frame each way).
     incoming = (client_frame(TEXT, b"4late") + client_frame(BINARY, b"\x01", fin=False)
                 + client_frame(CONT, b"\x02") + client_frame(CLOSE, struct.pack("!H", 1000)))
-    ws, stream = make_ws(incoming)
+    ws, stream = make_ws(incoming, max_read=7)
     ws.close(1000)
     assert ws.lingering and stream.shutdowns == [socket.SHUT_WR]
-    assert ws.receive() is None
+    ws.drain()
+    assert stream.pos == len(incoming)  # everything read, up to the end of stream
     assert stream.shutdowns == [socket.SHUT_WR, socket.SHUT_RDWR] and not ws.lingering
-    assert stream.close_codes() == [1000]  # ours only: the client's close is not answered twice
+    assert stream.close_codes() == [1000]
 
 
 def test_a_client_that_never_closes_is_cut_after_linger(monkeypatch) -> None:

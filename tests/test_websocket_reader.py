@@ -42,10 +42,6 @@ def wait_until(predicate: Callable[[], Any], what: str, timeout: float = TIMEOUT
         gevent.sleep(0.01)
 
 
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
 class Served:
     """A Socket.IO server with an ``echo`` handler (its ack is the argument), served on a loopback port."""
 
@@ -119,27 +115,42 @@ def test_idle_connections_hold_no_greenlet_and_no_handler(served):
         ws.close()
 
 
+def server_side_sockets(port: int) -> int:
+    """This process's descriptors of connections accepted on ``port``."""
+    inodes = set()
+    with open("/proc/net/tcp") as f:
+        for line in list(f)[1:]:
+            fields = line.split()
+            if fields[1].endswith(f":{port:04X}") and fields[3] != "0A":  # not the listener
+                inodes.add(fields[9])
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            link = os.readlink(f"/proc/self/fd/{fd}")
+        except FileNotFoundError:  # the listing's own descriptor, closed since
+            continue
+        count += link.startswith("socket:[") and link[8:-1] in inodes
+    return count
+
+
 def test_client_closing_closes_the_servers_descriptor(served):
     srv = served()
-    srv.client().close()
-    wait_until(lambda: not srv.sio.eio.sessions, "the first session ended")
-    baseline = open_fds()
+    port = srv.wsgi.server_port
     clients = [srv.client() for _ in range(10)]
     for ws in clients:
         echo(ws, "before close")
-    assert open_fds() >= baseline + 20  # both ends of each connection are in this process
+    assert server_side_sockets(port) == 10
     for ws in clients[:5]:
         ws.close()  # a close frame
     for ws in clients[5:]:
         ws.sock.close()  # no close frame: the connection just ends
     wait_until(lambda: not srv.sio.eio.sessions, "every session ended")
-    wait_until(lambda: open_fds() == baseline, "the server closed its sockets")
+    wait_until(lambda: server_side_sockets(port) == 0, "the server closed its sockets")
 
 
 def test_server_closing_the_session_closes_the_connection(served):
     srv = served()
     ws = srv.client()
-    baseline = open_fds()
     session, = srv.sio.eio.sessions.values()
     session.close()
     assert ws.recv() == "1"  # the Engine.IO close packet, then the close frame
@@ -148,7 +159,7 @@ def test_server_closing_the_session_closes_the_connection(served):
             ws.recv()
     assert srv.gone.wait(TIMEOUT)
     ws.close()
-    wait_until(lambda: open_fds() <= baseline - 2, "both ends closed")
+    wait_until(lambda: server_side_sockets(srv.wsgi.server_port) == 0, "the server's end closed")
 
 
 def test_messages_keep_flowing_through_many_wake_ups(served):

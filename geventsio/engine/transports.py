@@ -224,8 +224,8 @@ def _serve(server: "Server", session: Session, ws: WebSocket) -> None:
         try:
             _read_loop(session, ws)
         finally:
-            ws.close(linger=False)  # reading is over (the client's close, its end, or an error)
-            ws.abort()
+            ws.close()  # a close frame, once; then what the client still sends is dropped
+            ws.drain()
         return
     sock, rfile = held
     ws.reader = EventReader(session, ws, sock, rfile, _read_one, server.workers)

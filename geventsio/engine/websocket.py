@@ -308,7 +308,7 @@ class WebSocket:
         size = 0
         wire = 0  # the message's bytes on the wire, frame headers included (for the counters)
         while True:
-            if self.closed and not self.lingering:
+            if self.closed:
                 return None
             buf = self._buf
             pos = self._pos
@@ -366,11 +366,6 @@ class WebSocket:
             parts.append(payload)
             wire += length + 6
             if fin:
-                if self.closed:  # what the client sent before it saw our close frame
-                    opcode = None
-                    parts = []
-                    size = 0
-                    continue
                 counters = self.counters
                 counters.packets_in += 1
                 counters.bytes_in += wire
@@ -395,10 +390,10 @@ class WebSocket:
                 code = _U16.unpack(payload[:2])[0]
                 if not _valid_close_code(code):
                     code = CLOSE_PROTOCOL_ERROR
-            # The answer (unless this side closed first); the handshake is
-            # complete, and the server ends the TCP connection first.
-            self.close(code, linger=False)
-            self.abort()
+            # The answer (unless this side closed first), then this side's end
+            # of stream: the server ends the TCP connection first. Whatever the
+            # client still sends is drained (see close()).
+            self.close(code)
             return True
         raise ProtocolError(f"unknown control opcode {op}")
 
@@ -434,13 +429,14 @@ class WebSocket:
     def close(self, code: int = CLOSE_NORMAL, reason: str = "", linger: bool = True) -> None:
         """Send a close frame (once, if the socket takes it now) and end this side's stream.
 
-        RFC 6455's closing handshake: the client answers with a close frame of
-        its own. Closing the socket before that arrived would make the kernel
-        answer it with a reset (which a proxy in between logs as an error), so
-        the connection is half-closed here and the reader goes on reading,
-        dropping data, until the client's close frame or end of stream, at
-        most ``LINGER`` seconds (then ``abort``). ``linger=False`` shuts it
-        down both ways at once (a broken stream, a client that does not read).
+        The connection is half-closed (the client sees the end of our stream)
+        and stays open while the reader drains what the client still sends
+        (its close frame, data it sent before it saw ours) up to its end of
+        stream, at most ``LINGER`` seconds (then ``abort``). Closing the
+        socket with those bytes unread would make the kernel answer them with
+        a reset, which a proxy in between logs as an error. ``linger=False``
+        shuts it down both ways at once (a broken stream, a client that does
+        not read).
 
         Never waits, so it is safe on the event loop and while another
         greenlet is stuck writing to a client that does not read: the
@@ -466,6 +462,21 @@ class WebSocket:
             self._shutdown(socket.SHUT_WR)
             self._linger_timer = gevent.get_hub().loop.timer(LINGER)
             self._linger_timer.start(self.abort)
+
+    def drain(self) -> None:
+        """Read and drop what the client still sends after a close, until its end of stream.
+
+        Blocking (for a greenlet reader); ``LINGER`` bounds it: ``abort`` ends
+        the stream. Ends with ``abort``.
+        """
+        self._buf = b""
+        self._pos = 0
+        try:
+            while self.lingering and self._read(RECV_SIZE):
+                pass
+        except OSError:
+            pass
+        self.abort()
 
     def abort(self) -> None:
         """Shut the connection down both ways now: the reader meets its end at once."""

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import gevent
 from gevent import getcurrent
 
+from .websocket import RECV_SIZE
+
 if TYPE_CHECKING:  # pragma: no cover
     from .dispatch import WorkerPool
     from .session import Session
@@ -91,13 +93,32 @@ class EventReader:
 
     def _finish(self) -> None:
         self._watcher.stop()
-        self._watcher.close()
         ws = self.ws
         ws.reader = None
-        # A close frame, once, as at the end of a greenlet reader; reading is
-        # over, so nothing lingers past the descriptor.
-        ws.close(linger=False)
-        ws.abort()
+        ws.close()  # as the request's end does for a greenlet reader: a close frame, once
+        if ws.lingering:
+            # What the client still sends is drained from the loop until its
+            # end of stream (or the close's LINGER), then the descriptor closes.
+            self._watcher.start(self._drain)
+            return
+        self._close()
+
+    def _drain(self) -> None:
+        # On the event loop: reads never wait here.
+        try:
+            while self._recv_nowait(RECV_SIZE):
+                pass
+        except BlockingIOError:
+            if self.ws.lingering:
+                return  # more to come, or the LINGER shutdown
+        except OSError:
+            pass
+        self._watcher.stop()
+        self.ws.abort()
+        self._close()
+
+    def _close(self) -> None:
+        self._watcher.close()
         rfile, self._rfile = self._rfile, None
         if rfile is not None:
             try:
