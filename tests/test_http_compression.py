@@ -335,3 +335,33 @@ def test_official_node_client_over_polling(serve) -> None:
     # and would not decode gzip if it got it: the server must send the body as is.
     assert big_get["accept"] is None
     assert big_get["encoding"] is None
+
+
+@pytest.mark.parametrize("accept", ["gzip", "deflate"])
+def test_geventsio_client_decodes_what_its_own_header_asked_for(serve, accept: str) -> None:
+    # Its HTTP layer says "identity" by default; a caller's Accept-Encoding header wins.
+    served = serve(_socketio_server(), "socket.io")
+    client = geventsio.Client(reconnection=False)
+    got = AsyncResult()
+    client.on("big", got.set)
+    try:
+        client.connect(served.url, transports=["polling"], headers={"Accept-Encoding": accept},
+                       wait_timeout=TIMEOUT)
+        client.emit("send", "big")
+        assert got.get(timeout=TIMEOUT) == BIG
+    finally:
+        client.disconnect()
+    (big_get,) = _carrying(served.log, "hello compression")
+    assert big_get["encoding"] == accept and big_get["wire_size"] < len(big_get["plain"]) // 3
+
+
+def test_client_refuses_a_body_that_expands_past_its_limit(monkeypatch) -> None:
+    from geventsio.engine import client_transports
+
+    monkeypatch.setattr(client_transports, "MAX_DECODED_BYTES", 1000)
+    bomb = gzip.compress(b"\0" * 100_000)
+    with pytest.raises(OSError, match="larger than 1000 bytes"):
+        client_transports._decoded(bomb, "gzip")
+    assert client_transports._decoded(gzip.compress(b"ok"), "GZIP") == b"ok"
+    with pytest.raises(OSError, match="unsupported Content-Encoding 'br'"):
+        client_transports._decoded(b"x", "br")

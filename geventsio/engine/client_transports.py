@@ -26,6 +26,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket as _stdlib_socket
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -153,6 +154,33 @@ class CookieJar:
         return out
 
 
+# A compressed response larger than this once decoded is refused (a small
+# body can expand a thousandfold).
+MAX_DECODED_BYTES = 256 * 1024 * 1024
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def _decoded(data: bytes, encoding: str) -> bytes:
+    """A response body with its ``Content-Encoding`` undone.
+
+    http.client asks for ``identity``; a server compresses only when the
+    caller's own ``Accept-Encoding`` header asked for gzip or deflate.
+    """
+    wbits = _WBITS.get(encoding.strip().lower())
+    if wbits is None:
+        if encoding.strip().lower() == "identity":
+            return data
+        raise OSError(f"unsupported Content-Encoding {encoding!r}")
+    decoder = zlib.decompressobj(wbits)
+    try:
+        out = decoder.decompress(data, MAX_DECODED_BYTES)
+    except zlib.error as exc:
+        raise OSError(f"invalid {encoding} body: {exc}") from None
+    if decoder.unconsumed_tail:
+        raise OSError(f"{encoding} body larger than {MAX_DECODED_BYTES} bytes once decoded")
+    return out
+
+
 class HttpConnection:
     """One keep-alive HTTP/1.1 connection to the endpoint, used by one greenlet at a time."""
 
@@ -205,6 +233,9 @@ class HttpConnection:
         self.cookies.update(response.headers.get_all("Set-Cookie") or ())
         if response.will_close:
             self.close()
+        encoding = response.headers.get("Content-Encoding")
+        if encoding:
+            data = _decoded(data, encoding)
         return response.status, data
 
     def close(self) -> None:
