@@ -13,7 +13,8 @@ import pytest
 from gevent.event import Event
 
 from geventsio.engine import websocket
-from geventsio.engine.websocket import MessageTooBig, WebSocket, encode_frame, encode_frames
+from geventsio.engine.websocket import WebSocket
+from geventsio.engine.ws_frames import MessageTooBig, encode_frame, encode_frames
 from geventsio.exceptions import ProtocolError
 
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA

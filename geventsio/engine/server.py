@@ -17,7 +17,8 @@ from .dispatch import WorkerPool
 from .packet import Frame, message_frame
 from .session import REASON_FORCED_CLOSE, REASON_SHUTDOWN, Session, State
 from .session_v3 import SessionV3
-from .websocket import CLOSE_POLICY_VIOLATION, WebSocket
+from .websocket import WebSocket
+from .ws_frames import CLOSE_POLICY_VIOLATION
 
 logger = logging.getLogger("geventsio.engine")
 

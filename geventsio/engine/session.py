@@ -29,7 +29,7 @@ from .packet import (CLOSE_FRAME, NOOP_FRAME, PING_FRAME, Frame, Packet, PacketT
 from ..exceptions import ProtocolError
 
 from . import loop_monitor
-from .websocket import encode_frames
+from .ws_frames import encode_frames
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import Server

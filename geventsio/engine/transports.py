@@ -29,7 +29,8 @@ from .session import (
     State,
 )
 from .ws_reader import EventReader
-from .websocket import CLOSE_POLICY_VIOLATION, MessageTooBig, WebSocket, encode_frame
+from .websocket import WebSocket
+from .ws_frames import CLOSE_POLICY_VIOLATION, MessageTooBig, encode_frame
 from ..exceptions import ProtocolError
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import io
 import socket
-import struct
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import gevent
 import gevent.socket
@@ -23,23 +22,25 @@ from gevent.lock import Semaphore
 
 from ..exceptions import ProtocolError
 from ..metrics import Counters
-
-OP_CONTINUATION = 0x0
-OP_TEXT = 0x1
-OP_BINARY = 0x2
-OP_CLOSE = 0x8
-OP_PING = 0x9
-OP_PONG = 0xA
-
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_PROTOCOL_ERROR = 1002
-CLOSE_INVALID_DATA = 1007
-CLOSE_POLICY_VIOLATION = 1008
-CLOSE_TOO_BIG = 1009
-
-_U16 = struct.Struct("!H")
-_U64 = struct.Struct("!Q")
+from .ws_frames import (
+    U16,
+    U64,
+    CLOSE_INVALID_DATA,
+    CLOSE_NORMAL,
+    CLOSE_PROTOCOL_ERROR,
+    CLOSE_TOO_BIG,
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONTINUATION,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    MessageTooBig,
+    encode_frame,
+    frame_header,
+    unmask,
+    valid_close_code,
+)
 
 # How long a connection this side closed waits for the client's close frame
 # (or the end of its stream) before it is shut both ways anyway.
@@ -48,24 +49,6 @@ LINGER = 2.0
 # Bytes asked of the socket per read: several small frames arrive in one
 # read; the buffer lives only until they are parsed.
 RECV_SIZE = 16384
-
-
-class MessageTooBig(ProtocolError):
-    """A message announced more bytes than ``max_message_size``."""
-
-
-def _valid_close_code(code: int) -> bool:
-    """Codes a peer may put on the wire (RFC 6455 7.4): 1005, 1006, 1015 are never sent."""
-    return code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014) \
-        or 3000 <= code < 5000
-
-
-def _unmask(payload: bytes, mask: bytes) -> bytes:
-    n = len(payload)
-    if not n:
-        return payload
-    key = (mask * ((n >> 2) + 1))[:n]
-    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
 
 
 def _take_buffered(rfile: Any, sock: Any) -> bytes | None:
@@ -95,34 +78,6 @@ def _take_buffered(rfile: Any, sock: Any) -> bytes | None:
     except (TypeError, ValueError, OSError):
         pass
     return data or b""
-
-
-def frame_header(opcode: int, length: int) -> bytes:
-    """The header of one unmasked, final server frame."""
-    if length < 126:
-        return bytes((0x80 | opcode, length))
-    if length < 0x10000:
-        return bytes((0x80 | opcode, 126)) + _U16.pack(length)
-    return bytes((0x80 | opcode, 127)) + _U64.pack(length)
-
-
-def encode_frame(data: str | bytes) -> bytes:
-    """One complete server frame: text for ``str``, binary for ``bytes``."""
-    if isinstance(data, str):
-        # "replace": a lone surrogate in app text must not cost the whole batch.
-        payload = data.encode("utf-8", "replace")
-        n = len(payload)
-        if n < 126:  # most packets: a two-byte header, built here
-            return bytes((0x80 | OP_TEXT, n)) + payload
-        return frame_header(OP_TEXT, n) + payload
-    return frame_header(OP_BINARY, len(data)) + data
-
-
-def encode_frames(messages: list[str | bytes]) -> bytes:
-    """Several server frames as one buffer, for one write."""
-    if len(messages) == 1:
-        return encode_frame(messages[0])
-    return b"".join([encode_frame(m) for m in messages])
 
 
 class WebSocket:
@@ -328,7 +283,7 @@ class WebSocket:
                     self._pos = pos
                     buf = self._fill(extra)
                     pos = 0
-                length = (_U16 if extra == 2 else _U64).unpack_from(buf, pos)[0]
+                length = (U16 if extra == 2 else U64).unpack_from(buf, pos)[0]
                 pos += extra
                 wire += extra
             if op >= 0x8:
@@ -353,7 +308,7 @@ class WebSocket:
                 buf = self._fill(length + 4)
                 pos = 0
                 end = length + 4
-            payload = _unmask(buf[pos + 4:end], buf[pos:pos + 4])
+            payload = unmask(buf[pos + 4:end], buf[pos:pos + 4])
             if end == len(buf):
                 self._buf = b""
                 self._pos = 0
@@ -387,8 +342,8 @@ class WebSocket:
             elif not payload:
                 code = CLOSE_NORMAL
             else:
-                code = _U16.unpack(payload[:2])[0]
-                if not _valid_close_code(code):
+                code = U16.unpack(payload[:2])[0]
+                if not valid_close_code(code):
                     code = CLOSE_PROTOCOL_ERROR
             # The answer (unless this side closed first), then this side's end
             # of stream: the server ends the TCP connection first. Whatever the
@@ -445,7 +400,7 @@ class WebSocket:
         if self.closed:
             return
         self.closed = True
-        frame = _U16.pack(code) + reason.encode("utf-8")[:123]
+        frame = U16.pack(code) + reason.encode("utf-8")[:123]
         frame = frame_header(OP_CLOSE, len(frame)) + frame
         try:
             if self._send_nowait is None:
